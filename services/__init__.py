@@ -1,0 +1,1 @@
+"""Tailor's domain: data loading, embedding, retrieval, ranking, copy. No Ray, no gRPC."""

@@ -1,0 +1,43 @@
+"""Domain errors. serving/ maps each to one gRPC status code; nothing here knows gRPC."""
+
+
+class TailorError(Exception):
+    """Base of every error Tailor reports to a caller on purpose."""
+
+
+class InvalidArgument(TailorError):
+    """A request field is out of range or malformed; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(TailorError):
+    """A user or item the request names is not in the published build."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class Unavailable(TailorError):
+    """A model or artifact is not ready yet (loading, or no build published)."""
+
+
+class DataFileError(TailorError):
+    """A data file cannot be read as it stands; names the file, and the row and column when known.
+
+    `row` is the 1-based data row (the header is not counted), so row 1 of a CSV is its line 2.
+    """
+
+    def __init__(self, file: str, message: str, row: int | None = None, column: str | None = None):
+        where = str(file)
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")
+        self.file = str(file)
+        self.row = row
+        self.column = column
