@@ -11,6 +11,10 @@ class InvalidArgument(TailorError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def __reduce__(self):  # errors cross Ray process boundaries: keep them picklable
+        return (type(self), (self.field, self.message))
 
 
 class NotFound(TailorError):
@@ -19,6 +23,10 @@ class NotFound(TailorError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.message))
 
 
 class Unavailable(TailorError):
@@ -39,5 +47,9 @@ class DataFileError(TailorError):
             where += f", column {column!r}"
         super().__init__(f"{where}: {message}")
         self.file = str(file)
+        self.message = message
         self.row = row
         self.column = column
+
+    def __reduce__(self):
+        return (type(self), (self.file, self.message, self.row, self.column))

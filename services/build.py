@@ -1,0 +1,137 @@
+"""The offline build: shop data → embeddings → FAISS index → profiles → a published folder.
+
+Nothing is half-written: the build goes to builds/.<id>.partial, is renamed to builds/<id>
+when complete, and only then does `current` switch to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from services.artifacts import BUILDS, MANIFEST, publish
+from services.config import TailorConfig
+from services.embedding import TextEmbedder, item_texts
+from services.errors import DataFileError
+from services.profiles import build_profiles
+from services.shop_data import load_shop_data
+from services.vector_index import build_index
+
+# (step, done, total): lets the command line draw progress bars without the domain knowing how.
+Progress = Callable[[str, int, int], None]
+EMBED_CHUNK = 512
+PACKAGES = ("faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn")
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: dict
+
+
+def no_progress(step: str, done: int, total: int) -> None:
+    pass
+
+
+def build_artifacts(
+    data: Path, artifacts_dir: Path, config: TailorConfig, progress: Progress = no_progress
+) -> BuildResult:
+    started = time.perf_counter()
+    artifacts_dir = Path(artifacts_dir)
+    progress("load data", 0, 1)
+    shop = load_shop_data(data)
+    progress("load data", 1, 1)
+    if shop.events.empty:
+        raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
+
+    items = shop.items.reset_index(drop=True)
+    embedder = TextEmbedder(config)
+    texts = item_texts(items)
+    vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(texts), EMBED_CHUNK):
+        vectors[start : start + EMBED_CHUNK] = embedder.embed(texts[start : start + EMBED_CHUNK])
+        progress("embed items", min(start + EMBED_CHUNK, len(texts)), len(texts))
+
+    progress("index items", 0, 1)
+    index = build_index(vectors, config.index)
+    progress("index items", 1, 1)
+
+    progress("profile users", 0, 1)
+    profiles = build_profiles(items, vectors, shop.events, config.profile)
+    items = items.merge(profiles.popularity, on="item_id", how="left", validate="one_to_one")
+    progress("profile users", 1, 1)
+
+    built_at = datetime.now(timezone.utc)
+    build_id = built_at.strftime("%Y%m%dT%H%M%SZ") + "-" + content_hash(items, shop.events)
+    builds = artifacts_dir / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    staging = builds / f".{build_id}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+
+    progress("write build", 0, 1)
+    items.to_parquet(staging / "items.parquet", index=False)
+    np.save(staging / "item_vectors.npy", vectors)
+    index.save(staging / "items.faiss")
+    profiles.users.to_parquet(staging / "users.parquet", index=False)
+    np.save(staging / "user_vectors.npy", profiles.vectors)
+    profiles.purchases.to_parquet(staging / "purchases.parquet", index=False)
+    manifest = {
+        "build_id": build_id,
+        "built_at": built_at.isoformat(timespec="seconds"),
+        "data": {"path": str(Path(data).resolve()), **shop.report.to_dict()},
+        "counts": {
+            "items": len(items),
+            "events": len(shop.events),
+            "users": len(profiles.users),
+            "owned_pairs": len(profiles.purchases),
+            "events_by_type": shop.events["event_type"].value_counts().to_dict(),
+        },
+        "time_span": {
+            "first_event": shop.events["timestamp"].min().isoformat(),
+            "last_event": shop.events["timestamp"].max().isoformat(),
+        },
+        "embedding": {"model": embedder.model_name, "path": embedder.model_path, "dimension": embedder.dimension},
+        "index": {"type": index.kind, "size": index.size, "dimension": index.dimension, "metric": "inner_product"},
+        "config": json.loads(config.model_dump_json(include={"index", "profile", "embedding"})),
+        "versions": versions(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    final = builds / build_id
+    staging.rename(final)
+    publish(artifacts_dir, final)
+    progress("write build", 1, 1)
+    return BuildResult(final, manifest)
+
+
+def content_hash(items: pd.DataFrame, events: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(items, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(events, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        found["tailor"] = metadata.version("tailor")
+    except metadata.PackageNotFoundError:
+        pass
+    return found

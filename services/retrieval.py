@@ -1,0 +1,97 @@
+"""Candidate products by ANN search over item vectors, with the request's filters applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from services.artifacts import Artifacts
+from services.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    categories: tuple[str, ...] = ()
+    in_stock_only: bool = False
+    exclude_item_ids: frozenset[str] = field(default_factory=frozenset)
+    max_price: float = 0.0  # 0 = no limit
+
+    def allowed(self, items: pd.DataFrame) -> np.ndarray:
+        """Boolean mask over the item table."""
+        mask = np.ones(len(items), dtype=bool)
+        if self.categories:
+            mask &= items["category"].isin(self.categories).to_numpy()
+        if self.in_stock_only:
+            mask &= items["in_stock"].fillna(False).astype(bool).to_numpy()
+        if self.exclude_item_ids:
+            mask &= ~items["item_id"].isin(self.exclude_item_ids).to_numpy()
+        if self.max_price > 0:
+            mask &= (items["price"].fillna(np.inf) <= self.max_price).to_numpy()
+        return mask
+
+
+@dataclass(frozen=True)
+class Candidate:
+    item_id: str
+    score: float
+    source: str
+
+
+class Retriever:
+    def __init__(self, artifacts: Artifacts):
+        self.artifacts = artifacts
+        self.index = artifacts.index
+        self.items = artifacts.items
+
+    def user_vector(self, user_id: str) -> np.ndarray:
+        return np.asarray(self.artifacts.user_vectors[self.artifacts.user_index(user_id)])
+
+    def check_vector(self, vector: np.ndarray, field_name: str = "vector") -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.size != self.index.dimension:
+            raise InvalidArgument(
+                f"{field_name}.values", f"has {vector.size} values; the index has dimension {self.index.dimension}"
+            )
+        if not np.all(np.isfinite(vector)):
+            raise InvalidArgument(f"{field_name}.values", "holds NaN or infinite values")
+        norm = float(np.linalg.norm(vector))
+        if norm == 0:
+            raise InvalidArgument(f"{field_name}.values", "is all zeros")
+        return vector / norm
+
+    def search(self, vector: np.ndarray, k: int, item_filter: ItemFilter = ItemFilter()) -> list[Candidate]:
+        """Top-k allowed items by cosine similarity. Over-fetches from the index until k allowed
+        items are found or the index is exhausted, so filters never silently shorten the list."""
+        allowed = item_filter.allowed(self.items)
+        available = int(allowed.sum())
+        want = min(k, available)
+        if want == 0:
+            return []
+        fetch = min(self.index.size, max(2 * k, k + (len(allowed) - available)))
+        while True:
+            scores, ids = self.index.search(vector, fetch)
+            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and allowed[i]]
+            if len(found) >= want or fetch >= self.index.size:
+                break
+            fetch = min(self.index.size, fetch * 4)
+        item_ids = self.items["item_id"].to_numpy()
+        return [Candidate(str(item_ids[i]), score, "ann") for i, score in found[:k]]
+
+    def for_user(self, user_id: str, k: int, item_filter: ItemFilter = ItemFilter(), exclude_owned: bool = True) -> list[Candidate]:
+        vector = self.user_vector(user_id)
+        if exclude_owned:
+            owned = self.artifacts.owned_by(user_id)
+            item_filter = ItemFilter(
+                item_filter.categories, item_filter.in_stock_only, item_filter.exclude_item_ids | owned, item_filter.max_price
+            )
+        if not np.any(vector):
+            # A user with no positive event yet (e.g. only returns): most popular items instead.
+            return self.popular(k, item_filter)
+        return self.search(vector, k, item_filter)
+
+    def popular(self, k: int, item_filter: ItemFilter = ItemFilter()) -> list[Candidate]:
+        allowed = item_filter.allowed(self.items)
+        ranked = self.items.loc[allowed].sort_values("popularity", ascending=False, kind="stable").head(k)
+        return [Candidate(str(i), float(p), "popular") for i, p in zip(ranked["item_id"], ranked["popularity"])]

@@ -1,0 +1,131 @@
+"""The four leaf deployments. Each takes its proto request, checks it, calls the domain and
+returns its proto response; domain errors propagate to the ingress, which turns them into
+gRPC status codes (only the ingress holds the gRPC context)."""
+
+from __future__ import annotations
+
+import numpy as np
+from ray import serve
+
+from serving import requests
+from services.artifacts import Artifacts
+from services.config import TailorConfig
+from services.copy_engine import CopyWriter as CopyWriterDomain
+from services.copy_engine import LLMEngine
+from services.embedding import TextEmbedder
+from services.errors import InvalidArgument
+from services.ranking import Ranker as RankerDomain
+from services.retrieval import Retriever as RetrieverDomain
+from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, ranking_pb2, retrieval_pb2
+
+
+@serve.deployment
+class Embedder:
+    def __init__(self, config: dict):
+        self.config = TailorConfig(**config)
+        self.embedder = TextEmbedder(self.config)
+
+    def Embed(self, request: embedding_pb2.EmbedRequest) -> embedding_pb2.EmbedResponse:
+        texts = requests.check_texts(request.texts, self.config.serving)
+        vectors = self.embedder.embed(texts)
+        return embedding_pb2.EmbedResponse(
+            vectors=[common_pb2.Vector(values=vector) for vector in vectors],
+            model=self.embedder.model_name,
+            dimension=self.embedder.dimension,
+        )
+
+
+@serve.deployment
+class Retriever:
+    def __init__(self, config: dict, embedder):
+        self.config = TailorConfig(**config)
+        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.retriever = RetrieverDomain(self.artifacts)
+        self.embedder = embedder
+
+    async def Retrieve(self, request: retrieval_pb2.RetrieveRequest) -> retrieval_pb2.RetrieveResponse:
+        k = requests.check_k(request.k, self.config.serving)
+        item_filter = requests.item_filter(request.filter)
+        query = request.WhichOneof("query")
+        if query is None:
+            raise InvalidArgument("query", "set one of user_id, text or vector")
+        if query == "user_id":
+            user_id = requests.check_user_id(request.user_id)
+            candidates = self.retriever.for_user(user_id, k, item_filter, exclude_owned=request.exclude_purchased)
+        else:
+            if query == "text":
+                text = requests.check_texts([request.text], self.config.serving, field="text")[0]
+                embedded = await self.embedder.Embed.remote(embedding_pb2.EmbedRequest(texts=[text]))
+                vector = np.asarray(embedded.vectors[0].values, dtype=np.float32)
+            else:
+                vector = self.retriever.check_vector(np.asarray(request.vector.values, dtype=np.float32))
+            candidates = self.retriever.search(vector, k, item_filter)
+        return retrieval_pb2.RetrieveResponse(
+            candidates=[retrieval_pb2.Candidate(item_id=c.item_id, score=c.score, source=c.source) for c in candidates],
+            build_id=self.artifacts.build_id,
+        )
+
+    def IndexInfo(self, request: retrieval_pb2.IndexInfoRequest) -> retrieval_pb2.IndexInfoResponse:
+        manifest = self.artifacts.manifest
+        return retrieval_pb2.IndexInfoResponse(
+            build_id=self.artifacts.build_id,
+            index_type=self.retriever.index.kind,
+            size=self.retriever.index.size,
+            dimension=self.retriever.index.dimension,
+            metric=manifest["index"]["metric"],
+            embedding_model=manifest["embedding"]["model"],
+            built_at=manifest["built_at"],
+        )
+
+
+@serve.deployment
+class Ranker:
+    def __init__(self, config: dict):
+        self.config = TailorConfig(**config)
+        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.ranker = RankerDomain(self.artifacts, self.config.ranking)
+
+    def Rank(self, request: ranking_pb2.RankRequest) -> ranking_pb2.RankResponse:
+        user_id = requests.check_user_id(request.user_id)
+        item_ids = requests.check_item_ids(request.item_ids, self.config.serving.max_candidates)
+        k = requests.check_k(request.k, self.config.serving)
+        ranked = self.ranker.rank(user_id, item_ids, k, requests.item_filter(request.filter))
+        rows = self.artifacts.items.iloc[self.artifacts.item_indices([r.item_id for r in ranked])] if ranked else None
+        return ranking_pb2.RankResponse(
+            items=[requests.ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)],
+            ranker=self.ranker.name,
+            build_id=self.artifacts.build_id,
+        )
+
+
+@serve.deployment
+class CopyWriter:
+    def __init__(self, config: dict):
+        self.config = TailorConfig(**config)
+        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.engine = LLMEngine(self.config)
+        self.writer = CopyWriterDomain(self.artifacts, self.engine, self.config)
+
+    async def Generate(self, request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateResponse:
+        limits = self.config.serving
+        user_id = requests.check_user_id(request.user_id)
+        item_ids = requests.check_item_ids(request.item_ids, limits.max_copy_items)
+        n = request.n_variants or 1
+        if not 1 <= n <= limits.max_variants:
+            raise InvalidArgument("n_variants", f"must be between 1 and {limits.max_variants}, got {n}")
+        channel = requests.channel_name(request.channel)
+        language = requests.language_name(request.language)
+        promotion = requests.promotion(request.promotion)
+        facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, request.tone.strip())
+        outcomes = await self.writer.write(facts, n)
+        return copy_pb2.GenerateResponse(
+            variants=[requests.variant_message(outcome, facts.item_id) for outcome in outcomes],
+            model=self.engine.model_name,
+            channel=channel,
+            language=language,
+        )
+
+    def __del__(self):
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

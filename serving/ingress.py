@@ -1,0 +1,174 @@
+"""The ingress of the Tailor application: every RPC of protos/ lands here (Ray's gRPC proxy
+calls the method named like the RPC). MarketingService.Recommend composes the leaf
+deployments; the leaf services' RPCs are passed straight to their deployment, so each is
+callable on its own. Domain errors become gRPC status codes here, and only here."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Awaitable, Callable, TypeVar
+
+import grpc
+import pandas as pd
+from grpc_health.v1 import health_pb2
+from ray import serve
+from ray.exceptions import RayTaskError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.grpc_util import RayServegRPCContext
+
+from serving import requests
+from services.artifacts import Artifacts
+from services.config import TailorConfig
+from services.errors import InvalidArgument, NotFound, Unavailable
+from tailor.v1 import (
+    copy_pb2,
+    embedding_pb2,
+    marketing_pb2,
+    ranking_pb2,
+    retrieval_pb2,
+)
+
+log = logging.getLogger("ray.serve")
+Response = TypeVar("Response")
+
+STATUS_CODES = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    BackPressureError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+async def answer(context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:
+    """Run one RPC; turn a failure into a status code and a message naming the field.
+
+    Unexpected errors answer INTERNAL with a reference to the server log, never a traceback."""
+    try:
+        return await call()
+    except Exception as error:  # noqa: BLE001 - every failure must become a status, not a crash
+        cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
+        code = next((c for kind, c in STATUS_CODES.items() if isinstance(cause, kind)), None)
+        if code is None:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("unexpected error (reference %s)", reference)
+            code, details = grpc.StatusCode.INTERNAL, f"internal error; the server log has reference {reference}"
+        else:
+            details = str(cause)
+        context.set_code(code)
+        context.set_details(details)
+        return empty
+
+
+@serve.deployment
+class Marketing:
+    def __init__(self, config: dict, embedder, retriever, ranker, copywriter):
+        self.config = TailorConfig(**config)
+        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
+
+    # --- MarketingService: the whole flow -------------------------------------------------
+
+    async def Recommend(self, request: marketing_pb2.RecommendRequest, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, marketing_pb2.RecommendResponse(), lambda: self.recommend(request))
+
+    async def recommend(self, request: marketing_pb2.RecommendRequest) -> marketing_pb2.RecommendResponse:
+        user_id = requests.check_user_id(request.user_id)
+        k = requests.check_k(request.k, self.config.serving)
+        requests.item_filter(request.filter)  # checked here so a bad filter fails before any work
+        requests.channel_name(request.channel)
+        requests.language_name(request.language)
+        requests.promotion(request.promotion)
+        profile = self.profile_summary(user_id)
+
+        candidates = await self.retriever.Retrieve.remote(
+            retrieval_pb2.RetrieveRequest(
+                user_id=user_id,
+                k=max(k, min(self.config.ranking.candidates, self.config.serving.max_k)),
+                filter=request.filter,
+                exclude_purchased=True,
+            )
+        )
+        response = marketing_pb2.RecommendResponse(profile=profile, build_id=self.artifacts.build_id)
+        if not candidates.candidates:  # the user owns everything the filter allows
+            return response
+        ranked = await self.ranker.Rank.remote(
+            ranking_pb2.RankRequest(
+                user_id=user_id, item_ids=[c.item_id for c in candidates.candidates], k=k, filter=request.filter
+            )
+        )
+        response.items.extend(ranked.items)
+        if ranked.items and not request.skip_copy:
+            copy = await self.copywriter.Generate.remote(
+                copy_pb2.GenerateRequest(
+                    user_id=user_id,
+                    item_ids=[ranked.items[0].item.item_id],
+                    channel=request.channel,
+                    language=request.language,
+                    promotion=request.promotion,
+                    tone=request.tone,
+                    n_variants=1,
+                )
+            )
+            response.copy.CopyFrom(copy.variants[0])
+        return response
+
+    def profile_summary(self, user_id: str) -> marketing_pb2.ProfileSummary:
+        user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)]
+        last = user["last_purchase"]
+        return marketing_pb2.ProfileSummary(
+            purchase_count=int(user["purchase_count"]),
+            distinct_items=int(user["distinct_items"]),
+            interests=list(user["interests"]),
+            last_purchase_date="" if pd.isna(last) else pd.Timestamp(last).date().isoformat(),
+            total_spend=float(user["total_spend"]),
+            currency=str(user["currency"]),
+        )
+
+    # --- Leaf services, passed through ----------------------------------------------------
+
+    async def Embed(self, request, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, embedding_pb2.EmbedResponse(), lambda: self.embedder.Embed.remote(request))
+
+    async def Retrieve(self, request, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, retrieval_pb2.RetrieveResponse(), lambda: self.retriever.Retrieve.remote(request))
+
+    async def IndexInfo(self, request, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, retrieval_pb2.IndexInfoResponse(), lambda: self.retriever.IndexInfo.remote(request))
+
+    async def Rank(self, request, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, ranking_pb2.RankResponse(), lambda: self.ranker.Rank.remote(request))
+
+    async def Generate(self, request, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, copy_pb2.GenerateResponse(), lambda: self.copywriter.Generate.remote(request))
+
+    # --- Health and the RPCs of later issues ----------------------------------------------
+
+    def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext):
+        # Reached only once every deployment of the application is up (Serve routes to a
+        # running application), so SERVING is the truth here.
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    async def RecordFeedback(self, request, grpc_context: RayServegRPCContext):
+        return self.unimplemented("RecordFeedback", grpc_context, marketing_pb2.RecordFeedbackResponse())
+
+    async def ForgetUser(self, request, grpc_context: RayServegRPCContext):
+        return self.unimplemented("ForgetUser", grpc_context, marketing_pb2.ForgetUserResponse())
+
+    async def ScoreUsers(self, request, grpc_context: RayServegRPCContext):
+        self.unimplemented("ScoreUsers", grpc_context, None)
+        # A stream that yields nothing never carries its status through the proxy: raise after
+        # setting the code, and the proxy keeps the code we set.
+        raise NotImplementedError("ScoreUsers")
+        yield  # noqa: makes this a generator, as the streaming RPC requires
+
+    async def GenerateStream(self, request, grpc_context: RayServegRPCContext):
+        self.unimplemented("GenerateStream", grpc_context, None)
+        raise NotImplementedError("GenerateStream")
+        yield  # noqa
+
+    @staticmethod
+    def unimplemented(rpc: str, grpc_context: RayServegRPCContext, empty):
+        grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        grpc_context.set_details(f"{rpc} is part of the contract but not implemented in this version of Tailor")
+        return empty

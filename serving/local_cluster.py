@@ -1,0 +1,45 @@
+"""Start and stop Tailor on a local Ray instance with Ray Serve's gRPC proxy."""
+
+from __future__ import annotations
+
+import os
+
+from services.config import TailorConfig
+
+# Ray's object store would otherwise take 30% of RAM as shared memory; Tailor passes small protos.
+OBJECT_STORE_BYTES = 512 * 1024**2
+
+
+def start(config: TailorConfig, quiet: bool = False) -> None:
+    """Start Ray, Serve's proxies and the Tailor application; return once every replica is up."""
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions, HTTPOptions
+
+    from serving.app import GRPC_SERVICER_FUNCTIONS, build_app
+    from services.artifacts import current_build_dir
+
+    current_build_dir(config.artifacts_dir)  # fail now, clearly, if nothing is published
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        log_to_driver=not quiet,
+        logging_level="WARNING",
+        ignore_reinit_error=True,
+    )
+    serve.start(
+        http_options=HTTPOptions(host=config.serving.host, port=config.serving.http_port),
+        grpc_options=gRPCOptions(port=config.serving.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+    )
+    serve.run(build_app(config), name=config.serving.app_name, route_prefix=config.serving.route_prefix)
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
