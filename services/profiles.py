@@ -74,7 +74,8 @@ def build_profiles(
         .reset_index()
     )
     users = summarise_users(user_ids, events, items)
-    users["interests"] = interest_tags(user_ids, purchases if len(purchases) else events, items, config.interest_tags)
+    liked = events[events["event_type"].isin(POSITIVE_EVENTS)]
+    users["interests"] = interest_tags(user_ids, liked, items, config.interest_tags)
     return Profiles(users=users, vectors=vectors, purchases=purchases, popularity=item_popularity(items, events))
 
 
@@ -111,7 +112,7 @@ def summarise_users(user_ids: np.ndarray, events: pd.DataFrame, items: pd.DataFr
 
 
 def interest_tags(user_ids: np.ndarray, owned: pd.DataFrame, items: pd.DataFrame, top: int) -> list[list[str]]:
-    """The user's most distinctive words over the titles of what they own (TF-IDF)."""
+    """The user's most distinctive words over the titles of what they bought, viewed or liked (TF-IDF)."""
     titles = items.set_index("item_id")["title"]
     documents = (
         owned.assign(title=titles.reindex(owned["item_id"]).fillna("").to_numpy())

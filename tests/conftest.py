@@ -1,0 +1,60 @@
+"""Session fixtures: one build of the shipped sample, and one live Tailor on local Ray Serve."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from services.config import TailorConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "uci_online_retail_sample"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sample_config(tmp_path_factory) -> TailorConfig:
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    return load_config(
+        data=SAMPLE,
+        artifacts_dir=artifacts,
+        serving={"grpc_port": free_port(), "http_port": free_port()},
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_build(sample_config):
+    from services.build import build_artifacts
+
+    return build_artifacts(sample_config.data, sample_config.artifacts_dir, sample_config)
+
+
+@pytest.fixture(scope="session")
+def sample_artifacts(sample_build, sample_config):
+    from services.artifacts import Artifacts
+
+    return Artifacts.open(sample_config.artifacts_dir, sample_config.index)
+
+
+@pytest.fixture(scope="session")
+def live_tailor(sample_build, sample_config):
+    """The real application (Ray Serve, gRPC proxy, sentence-transformers, FAISS, vLLM), started once."""
+    from clients.client import TailorClient
+    from serving import local_cluster
+
+    local_cluster.start(sample_config, quiet=True)
+    client = TailorClient(f"127.0.0.1:{sample_config.serving.grpc_port}", sample_config.serving.app_name)
+    client.wait_ready(30)
+    try:
+        yield client
+    finally:
+        client.close()
+        local_cluster.stop()

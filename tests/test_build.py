@@ -1,0 +1,72 @@
+"""The offline build on the shipped sample: files, counts, publishing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.artifacts import Artifacts, current_build_dir
+from services.build import build_artifacts
+from services.errors import DataFileError, Unavailable
+
+
+def test_manifest_counts_add_up(sample_build):
+    data = sample_build.manifest["data"]
+    for table, read in data["rows_read"].items():
+        assert read == data["rows_kept"][table] + sum(data["dropped"][table].values())
+    assert sample_build.manifest["counts"]["events"] == data["rows_kept"]["invoice_lines"]
+
+
+def test_build_files_line_up(sample_build, sample_artifacts):
+    manifest = json.loads((sample_build.path / "manifest.json").read_text())
+    items, users = sample_artifacts.items, sample_artifacts.users
+    assert manifest["counts"]["items"] == len(items) == sample_artifacts.item_vectors.shape[0] == sample_artifacts.index.size
+    assert manifest["counts"]["users"] == len(users) == sample_artifacts.user_vectors.shape[0]
+    assert sample_artifacts.index.kind == "flat"  # a sample is far below the exact-search limit
+    norms = np.linalg.norm(sample_artifacts.item_vectors, axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-4)
+    assert items["item_id"].is_unique and users["user_id"].is_unique
+    assert items["popularity"].between(0, 1).all() and items["popularity"].max() == pytest.approx(1.0)
+
+
+def test_profiles_match_the_raw_sample(sample_config, sample_artifacts):
+    """Purchase counts recomputed from the raw CSV with plain pandas agree with the build."""
+    raw = pd.read_csv(
+        sample_config.data / "online_retail.csv.gz", dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"}
+    )
+    users = sample_artifacts.users.set_index("user_id")
+    top = users["purchase_count"].idxmax()
+    mine = raw[(raw["CustomerID"] == int(top)) & ~raw["InvoiceNo"].str.startswith("C") & (raw["Quantity"] > 0)]
+    # Invoices of real products only: the build leaves out postage and other non-product lines.
+    assert users.loc[top, "purchase_count"] <= mine["InvoiceNo"].nunique()
+    assert users.loc[top, "purchase_count"] >= mine["InvoiceNo"].nunique() - 2
+    last = pd.Timestamp(mine["InvoiceDate"].max()).date()
+    assert pd.Timestamp(users.loc[top, "last_purchase"]).date() == last
+    assert len(users.loc[top, "interests"]) > 0
+
+
+def test_rebuild_publishes_atomically_and_keeps_the_old_build(sample_config, sample_build, tmp_path):
+    config = sample_config.model_copy(update={"artifacts_dir": tmp_path})
+    first = build_artifacts(config.data, tmp_path, config)
+    assert current_build_dir(tmp_path) == first.path
+    opened = Artifacts.open(tmp_path, config.index)
+    second = build_artifacts(config.data, tmp_path, config)
+    assert current_build_dir(tmp_path) == second.path != first.path
+    assert first.path.is_dir() and opened.path == first.path  # readers of the old build keep it
+    assert os.path.islink(tmp_path / "current")
+    assert not list((tmp_path / "builds").glob(".*partial"))
+
+
+def test_no_published_build_is_a_clear_error(tmp_path):
+    with pytest.raises(Unavailable, match="tailor build"):
+        current_build_dir(tmp_path)
+
+
+def test_missing_data_is_a_clear_error(sample_config, tmp_path):
+    with pytest.raises(DataFileError, match="does-not-exist"):
+        build_artifacts(tmp_path / "does-not-exist", tmp_path / "out", sample_config)
+    assert not (tmp_path / "out" / "current").exists()

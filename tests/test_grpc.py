@@ -1,0 +1,207 @@
+"""Every implemented RPC over the real gRPC proxy of a live local Ray Serve application."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.copywriting import CHANNELS
+from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def best_user(sample_artifacts) -> str:
+    return str(sample_artifacts.users.sort_values(["purchase_count", "user_id"]).iloc[-1]["user_id"])
+
+
+def status_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value.code(), raised.value.details()
+
+
+# --- happy paths ---------------------------------------------------------------------------
+
+
+def test_embed(live_tailor, sample_config):
+    response = live_tailor.embed(["white hanging heart t-light holder", "regency cake stand"])
+    assert response.dimension == 384 and len(response.vectors) == 2
+    vectors = np.array([v.values for v in response.vectors])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    from services.embedding import TextEmbedder
+
+    local = TextEmbedder(sample_config).embed(["regency cake stand"])[0]
+    assert float(local @ vectors[1]) > 0.999  # the served model is the one the build used
+
+
+def test_index_info(live_tailor, sample_artifacts):
+    info = live_tailor.index_info()
+    assert info.build_id == sample_artifacts.build_id
+    assert (info.index_type, info.size, info.dimension) == ("flat", len(sample_artifacts.items), 384)
+    assert info.metric == "inner_product" and info.embedding_model and info.built_at
+
+
+def test_retrieve_by_user_text_and_vector(live_tailor, sample_artifacts, best_user):
+    by_user = live_tailor.retrieve(k=10, user_id=best_user)
+    assert len(by_user.candidates) == 10 and by_user.build_id == sample_artifacts.build_id
+    assert not {c.item_id for c in by_user.candidates} & sample_artifacts.owned_by(best_user)
+
+    by_text = live_tailor.retrieve(k=3, text="cake stand")
+    titles = sample_artifacts.items.set_index("item_id").loc[[c.item_id for c in by_text.candidates], "title"]
+    assert any("CAKE" in t for t in titles)
+
+    vector = sample_artifacts.item_vectors[7]
+    by_vector = live_tailor.retrieve(k=1, vector=list(map(float, vector)))
+    assert by_vector.candidates[0].item_id == sample_artifacts.items["item_id"].iloc[7]
+    assert by_vector.candidates[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_rank(live_tailor, sample_artifacts, best_user):
+    owned = sorted(sample_artifacts.owned_by(best_user))[:5]
+    others = [i for i in sample_artifacts.items["item_id"] if i not in sample_artifacts.owned_by(best_user)][:20]
+    response = live_tailor.rank(best_user, owned + others, k=5)
+    assert len(response.items) == 5 and response.ranker
+    assert not {r.item.item_id for r in response.items} & set(owned)
+    scores = [r.score for r in response.items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r.reasons and r.item.title for r in response.items)
+
+
+@pytest.mark.parametrize("channel,language", [("push", "en"), ("sms", "zh"), ("email", "en")])
+def test_generate_copy_is_checked_and_honest(live_tailor, sample_artifacts, best_user, channel, language):
+    item_id = sample_artifacts.items["item_id"].iloc[0]
+    response = live_tailor.generate(best_user, [item_id], channel=channel, language=language, n_variants=2)
+    assert len(response.variants) == 2 and response.model
+    spec = CHANNELS[channel]
+    for variant in response.variants:
+        assert variant.item_id == item_id
+        assert variant.fallback == (variant.source == copy_pb2.COPY_SOURCE_TEMPLATE)
+        assert variant.source != copy_pb2.COPY_SOURCE_UNSPECIFIED
+        if variant.source != copy_pb2.COPY_SOURCE_MODEL:
+            assert variant.problems, "a repaired or replaced copy says why"
+        assert len(variant.title) <= spec.title_limit(language)
+        assert 0 < len(variant.body) <= spec.body_limit(language)
+        if channel == "sms":
+            assert variant.body.endswith("回T退订")
+
+
+def test_generate_with_a_promotion_states_only_its_terms(live_tailor, sample_artifacts, best_user):
+    item = sample_artifacts.items.iloc[3]
+    promotion = common_pb2.Promotion(code="SPRING20", percent_off=20)
+    response = live_tailor.generate(best_user, [item["item_id"]], promotion=promotion)
+    text = response.variants[0].title + " " + response.variants[0].body
+    percentages = {float(p) for p in re.findall(r"(\d+(?:\.\d+)?)\s*%", text)}
+    assert percentages <= {20.0}, text
+
+
+def test_recommend_composes_the_flow(live_tailor, sample_artifacts, best_user):
+    response = live_tailor.recommend(best_user, k=5, channel="push")
+    user = sample_artifacts.users.set_index("user_id").loc[best_user]
+    assert response.profile.purchase_count == user["purchase_count"]
+    assert list(response.profile.interests) == list(user["interests"])
+    assert response.profile.last_purchase_date == str(user["last_purchase"].date())
+    assert len(response.items) == 5
+    assert not {r.item.item_id for r in response.items} & sample_artifacts.owned_by(best_user)
+    assert response.copy.item_id == response.items[0].item.item_id
+    assert response.copy.body and response.build_id == sample_artifacts.build_id
+
+    products_only = live_tailor.recommend(best_user, k=3, skip_copy=True)
+    assert len(products_only.items) == 3 and not products_only.HasField("copy")
+
+
+def test_health_check(live_tailor):
+    stub = health_pb2_grpc.HealthStub(live_tailor.channel)
+    response = stub.Check(health_pb2.HealthCheckRequest(), metadata=live_tailor.metadata, timeout=30)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# --- bad input: a status code naming the field, and the server keeps serving ---------------
+
+
+def test_unknown_user_is_not_found(live_tailor, best_user):
+    for call in (
+        lambda: live_tailor.recommend("no-such-customer", k=3),
+        lambda: live_tailor.retrieve(k=3, user_id="no-such-customer"),
+        lambda: live_tailor.rank("no-such-customer", ["22423"], k=3),
+        lambda: live_tailor.generate("no-such-customer", ["22423"]),
+    ):
+        code, details = status_of(call)
+        assert code == grpc.StatusCode.NOT_FOUND and "user_id" in details and "no-such-customer" in details
+        assert "Traceback" not in details
+
+
+def test_unknown_item_is_not_found(live_tailor, best_user):
+    code, details = status_of(lambda: live_tailor.rank(best_user, ["22423", "NOPE"], k=3))
+    assert code == grpc.StatusCode.NOT_FOUND and "item_ids[1]" in details
+
+
+@pytest.mark.parametrize("k", [0, -1, 101])
+def test_k_out_of_range_is_invalid(live_tailor, best_user, k):
+    for call in (
+        lambda: live_tailor.recommend(best_user, k=k),
+        lambda: live_tailor.retrieve(k=k, user_id=best_user),
+        lambda: live_tailor.rank(best_user, ["22423"], k=k),
+    ):
+        code, details = status_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("k:") and "100" in details
+
+
+def test_bad_requests_name_their_field(live_tailor, best_user):
+    cases = {
+        "texts": lambda: live_tailor.embed([]),
+        "texts[1]": lambda: live_tailor.embed(["fine", "  "]),
+        "query": lambda: live_tailor._call(live_tailor.retrieval.Retrieve, retrieval_pb2.RetrieveRequest(k=3)),
+        "vector.values": lambda: live_tailor.retrieve(k=3, vector=[0.1, 0.2]),
+        "item_ids": lambda: live_tailor.rank(best_user, [], k=3),
+        "user_id": lambda: live_tailor.recommend("", k=3),
+        "n_variants": lambda: live_tailor.generate(best_user, ["22423"], n_variants=50),
+        "promotion.percent_off": lambda: live_tailor.recommend(
+            best_user, k=3, promotion=common_pb2.Promotion(percent_off=150)
+        ),
+        "filter.max_price": lambda: live_tailor._call(
+            live_tailor.marketing.Recommend,
+            marketing_pb2.RecommendRequest(user_id=best_user, k=3, filter=common_pb2.ItemFilter(max_price=-1)),
+        ),
+        "channel": lambda: live_tailor._call(
+            live_tailor.copy.Generate, copy_pb2.GenerateRequest(user_id=best_user, item_ids=["22423"], channel=42)
+        ),
+    }
+    for field, call in cases.items():
+        code, details = status_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (field, code, details)
+        assert details.startswith(f"{field}:"), (field, details)
+    # Still serving after all that.
+    assert len(live_tailor.recommend(best_user, k=2, skip_copy=True).items) == 2
+
+
+def test_later_rpcs_answer_unimplemented(live_tailor, best_user):
+    unary = lambda: live_tailor._call(live_tailor.marketing.ForgetUser, marketing_pb2.ForgetUserRequest(user_id=best_user))
+    code, details = status_of(unary)
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "ForgetUser" in details
+    stream = lambda: list(
+        live_tailor.marketing.ScoreUsers(marketing_pb2.ScoreUsersRequest(user_ids=[best_user], k=3), metadata=live_tailor.metadata, timeout=30)
+    )
+    code, details = status_of(stream)
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "ScoreUsers" in details
+
+
+def test_missing_application_metadata_still_reaches_the_only_app(live_tailor):
+    stub_response = live_tailor.embedding.Embed(embedding_pb2.EmbedRequest(texts=["tea"]), timeout=30)
+    assert stub_response.dimension == 384
+
+
+def test_rank_messages_carry_item_facts(live_tailor, sample_artifacts, best_user):
+    item = sample_artifacts.items.iloc[10]
+    response = live_tailor._call(
+        live_tailor.ranking.Rank, ranking_pb2.RankRequest(user_id=best_user, item_ids=[item["item_id"]], k=1)
+    )
+    if response.items:  # empty only if the user owns it
+        got = response.items[0].item
+        assert (got.title, got.currency, got.has_price) == (item["title"], item["currency"], True)
+        assert got.price == pytest.approx(item["price"])
