@@ -90,8 +90,8 @@ def show_build(manifest: dict, path: Path) -> None:
     table.add_column("table")
     table.add_column("read", justify="right")
     table.add_column("kept", justify="right")
-    table.add_column("dropped (reason: rows)")
-    table.add_column("repaired (reason: rows)")
+    table.add_column("dropped (reason: rows)", overflow="fold")
+    table.add_column("repaired (reason: rows)", overflow="fold")
     for name, read in data["rows_read"].items():
         dropped = {reason: n for reason, n in data["dropped"].get(name, {}).items() if n}
         repaired = {reason: n for reason, n in data["repaired"].get(name, {}).items() if n}
@@ -180,10 +180,10 @@ def recommend(
     if as_json:
         console.print_json(json.dumps(MessageToDict(response, preserving_proto_field_name=True)))
     else:
-        show_recommendation(user, response)
+        show_recommendation(user, response, channel)
 
 
-def show_recommendation(user_id: str, response) -> None:
+def show_recommendation(user_id: str, response, channel: str) -> None:
     from tailor.v1 import copy_pb2
 
     profile = response.profile
@@ -211,9 +211,10 @@ def show_recommendation(user_id: str, response) -> None:
     if response.HasField("copy"):
         copy = response.copy
         source = copy_pb2.CopySource.Name(copy.source).removeprefix("COPY_SOURCE_").lower()
-        note = f"{source}" + (f" — {'; '.join(copy.problems)}" if copy.problems else "")
         text = (f"[bold]{copy.title}[/]\n" if copy.title else "") + copy.body + (f"\n[green]{copy.call_to_action}[/]" if copy.call_to_action else "")
-        console.print(Panel(text, title=f"copy for {copy.item_id}", subtitle=note, expand=False))
+        console.print(Panel(text, title=f"{channel} copy for item {copy.item_id}", subtitle=f"written by: {source}", expand=False))
+        if copy.problems:
+            console.print(f"[dim]why not the model's words as generated: {'; '.join(copy.problems)}[/]")
 
 
 @app.command()
@@ -251,7 +252,7 @@ def demo(
                 try:
                     began = time.perf_counter()
                     response = client.recommend(user_id, k=k, channel=channel)
-                    show_recommendation(user_id, response)
+                    show_recommendation(user_id, response, channel)
                     console.print(f"[dim]MarketingService.Recommend answered in {time.perf_counter() - began:.1f} s[/]\n")
                 except grpc.RpcError as error:
                     failures += 1
