@@ -125,10 +125,8 @@ class CopyWriter:
         user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)]
         item = self.artifacts.items.iloc[int(self.artifacts.item_indices([item_id])[0])]
         price = float(item["price"]) if np.isfinite(item["price"]) else None
-        if promotion.percent_off and not 0 < promotion.percent_off < 100:
-            raise InvalidArgument("promotion.percent_off", f"must be between 0 and 100, got {promotion.percent_off}")
-        if promotion.amount_off < 0 or (price is not None and promotion.amount_off >= price > 0):
-            raise InvalidArgument("promotion.amount_off", f"must be at least 0 and below the item price, got {promotion.amount_off}")
+        if price is not None and promotion.amount_off >= price > 0:
+            raise InvalidArgument("promotion.amount_off", f"must be below the item price {price:.2f}, got {promotion.amount_off}")
         return CopyFacts(
             item_id=str(item["item_id"]),
             title=str(item["title"]),

@@ -91,12 +91,7 @@ def item_filter(message: common_pb2.ItemFilter, field: str = "filter") -> ItemFi
 
 
 def promotion(message: common_pb2.Promotion, field: str = "promotion") -> Promotion:
-    for name in ("percent_off", "amount_off"):
-        value = getattr(message, name)
-        if not math.isfinite(value) or value < 0:
-            raise InvalidArgument(f"{field}.{name}", f"must be 0 or positive, got {value}")
-    if message.percent_off >= 100:
-        raise InvalidArgument(f"{field}.percent_off", f"must be below 100, got {message.percent_off}")
+    """Promotion checks its own amounts (InvalidArgument naming promotion.<field>)."""
     if message.ends:
         try:
             pd.Timestamp(message.ends)
