@@ -19,7 +19,8 @@ Everything downstream (profiles, retrieval, ranking, copy, evaluation) reads a `
    ``events.{...}`` in the schema below.
 
 Malformed input (a file that cannot be read as it stands: missing column, bad JSON, wrong
-number of CSV fields, unparseable value, blank required value) raises
+number of CSV fields, bytes that are not UTF-8, unparseable value, blank required value, a
+negative or infinite price, quantity or rating) raises
 `services.errors.DataFileError` naming the file, the first bad data row (1-based, header not
 counted; for JSONL the line number) and the column. Well-formed but unusable rows (an event
 for an unknown item, a duplicate item id, a UCI postage line, ...) are dropped and counted in
@@ -42,7 +43,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -251,26 +252,54 @@ def _amazon_pairs(folder: Path) -> list[tuple[str, Path | None, Path | None]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, errors: str = "strict"):
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, "rt", encoding="utf-8-sig", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors=errors, newline="")
+    return open(path, "rt", encoding="utf-8-sig", errors=errors, newline="")
 
 
-def _csv_header(path: Path) -> list[str]:
+# Bytes that are not valid UTF-8 decode (errors="surrogateescape") to U+DC80..U+DCFF.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _bad_utf8(field: str) -> str | None:
+    """'byte 0xe9 at position 5' (0-based byte offset in the field) if the field holds a byte
+    that is not valid UTF-8, else None."""
+    m = _UNDECODABLE.search(field)
+    if m is None:
+        return None
+    pos = len(field[: m.start()].encode("utf-8", "surrogateescape"))
+    return f"byte 0x{ord(m.group()) - 0xDC00:02x} at position {pos}"
+
+
+def _csv_header(path: Path) -> tuple[list[str], int]:
+    """(column names, physical lines up to and including the header record).
+
+    Blank lines before the header are skipped; the line count lets the data reader start right
+    after the header. Only the header's lines are decoded here (a bad byte further on is found
+    by `_read_csv`), so the text is decoded leniently and the header alone checked for UTF-8.
+    """
     try:
-        with _open_text(path) as fh:
-            for rec in csv.reader(fh):
+        with _open_text(path, errors="surrogateescape") as fh:
+            reader = csv.reader(fh)
+            for rec in reader:
                 if rec:
-                    return [c.strip() for c in rec]
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as e:
+                    for i, name in enumerate(rec):
+                        bad = _bad_utf8(name)
+                        if bad:
+                            raise DataFileError(
+                                str(path),
+                                f"the header row is not valid UTF-8 text ({bad} of column name {i + 1})",
+                            )
+                    return [c.strip() for c in rec], reader.line_num
+    except (OSError, csv.Error, EOFError) as e:
         raise DataFileError(str(path), f"cannot read the CSV header: {e}") from None
     raise DataFileError(str(path), "empty file: no header row")
 
 
 def _csv_header_is_uci(path: Path) -> bool:
     try:
-        header = _csv_header(path)
+        header, _ = _csv_header(path)
     except DataFileError:
         return False
     return set(UCI_COLUMNS) <= set(header)
@@ -279,10 +308,11 @@ def _csv_header_is_uci(path: Path) -> bool:
 def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """All cells as str ("" when empty). Row numbers are 1..n (blank lines are not rows).
 
-    pyarrow rejects any record whose field count differs from the header's; on that error path
-    the file is scanned with the csv module to name the first such row.
+    pyarrow rejects any record whose field count differs from the header's, and any field that
+    is not valid UTF-8; on that error path the file is scanned with the csv module to name the
+    first such row (and column).
     """
-    header = _csv_header(path)
+    header, header_lines = _csv_header(path)
     if any(h == "" for h in header):
         raise DataFileError(str(path), "blank column name in the header row", row=None)
     dupes = sorted({h for h in header if header.count(h) > 1})
@@ -291,7 +321,8 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     try:
         table = pa_csv.read_csv(
             path,
-            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, encoding="utf8"),
+            # skip_rows counts physical lines (blank ones too, quotes ignored), as line_num does
+            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=header_lines, encoding="utf8"),
             parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types={h: pa.string() for h in header},
@@ -300,22 +331,30 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as e:
-        _raise_first_bad_csv_row(path, header, e)
+        _raise_first_bad_csv_row(path, header, header_lines, e)
     df = table.to_pandas()
     # The header row was read by the csv module (which strips a BOM); names already match.
     return df, np.arange(1, len(df) + 1)
 
 
-def _raise_first_bad_csv_row(path: Path, header: list[str], err: Exception):
+def _raise_first_bad_csv_row(path: Path, header: list[str], header_lines: int, err: Exception):
     try:
-        with _open_text(path) as fh:
+        with _open_text(path, errors="surrogateescape") as fh:
             reader = csv.reader(fh)
-            next(reader, None)  # header
             row = 0
             for rec in reader:
-                if not rec:
+                if not rec or reader.line_num <= header_lines:  # blank line, or header (and above)
                     continue
                 row += 1
+                for i, value in enumerate(rec):
+                    bad = _bad_utf8(value)
+                    if bad:
+                        raise DataFileError(
+                            str(path),
+                            f"not valid UTF-8 text ({bad} of the field)",
+                            row=row,
+                            column=header[i] if i < len(header) else None,
+                        )
                 if len(rec) != len(header):
                     column = header[len(rec)] if len(rec) < len(header) else None
                     raise DataFileError(
@@ -324,8 +363,6 @@ def _raise_first_bad_csv_row(path: Path, header: list[str], err: Exception):
                         row=row,
                         column=column,
                     )
-    except UnicodeDecodeError:
-        raise DataFileError(str(path), "not valid UTF-8 text") from None
     except csv.Error as e:
         raise DataFileError(str(path), f"malformed CSV: {e}") from None
     except (OSError, EOFError) as e:
@@ -537,11 +574,33 @@ class _Problems:
         self.rownums = rownums
         self.found: list[tuple[int, int, str, str]] = []
 
-    def check(self, mask: pd.Series, column: str, message: str) -> None:
+    def check(self, mask: pd.Series, column: str, message: str | Callable[[int], str]) -> None:
+        """`message` may be a function of the first bad row's position (to quote its value)."""
         m = np.asarray(mask, dtype=bool)
         if m.any():
             pos = int(np.argmax(m))
-            self.found.append((int(self.rownums[pos]), len(self.found), column, message))
+            text = message(pos) if callable(message) else message
+            self.found.append((int(self.rownums[pos]), len(self.found), column, text))
+
+    def number_column(self, s: pd.Series, column: str, hint: str = "") -> pd.Series:
+        """`s` as float64 (blank -> NaN); checks that every value is a number, finite and not
+        negative. `hint` is added to the message for a negative value."""
+        vals, bad = _as_number(s)
+        arr = vals.to_numpy(dtype="float64", copy=True)
+        if bad.any():  # _as_number calls "inf" text bad; report it as infinite, not as junk
+            text = pd.to_numeric(_as_text(s).where(bad, None), errors="coerce").to_numpy(dtype="float64")
+            text_inf = np.isinf(text)
+            arr[text_inf] = text[text_inf]
+            bad = bad & ~text_inf
+        self.check(bad, column, "not a number")
+        inf = np.isinf(arr)
+
+        def got(pos: int) -> str:
+            return _cell_text(float(arr[pos]))
+
+        self.check(inf, column, lambda pos: f"must be a finite number, got {got(pos)}")
+        self.check(arr < 0, column, lambda pos: f"must be 0 or more, got {got(pos)}{hint}")
+        return vals
 
     def raise_first(self) -> None:
         if self.found:
@@ -601,8 +660,7 @@ def _canonical_items(path: Path, report: LoadReport) -> pd.DataFrame:
     probs = _Problems(path, rownums)
     probs.check(out["item_id"] == "", "item_id", "blank required value")
     if "price" in raw.columns:
-        price, bad = _as_number(raw["price"])
-        probs.check(bad, "price", "not a number")
+        price = probs.number_column(raw["price"], "price")
     else:
         price = pd.Series(np.nan, index=idx, dtype="float64")
     if "in_stock" in raw.columns:
@@ -635,6 +693,9 @@ def _canonical_items(path: Path, report: LoadReport) -> pd.DataFrame:
     return _finish_items(out)
 
 
+_NEGATIVE_HINT = {"quantity": ' (a return is event_type "return" with a positive quantity)'}
+
+
 def _canonical_events(path: Path, report: LoadReport, item_ids: set[str]) -> pd.DataFrame:
     raw, rownums = _read_table(path)
     if len(raw.columns) == 0:
@@ -663,9 +724,8 @@ def _canonical_events(path: Path, report: LoadReport, item_ids: set[str]) -> pd.
     out["timestamp"] = ts
     for col in ("quantity", "price", "rating"):
         if col in raw.columns:
-            vals, bad = _as_number(raw[col])
-            probs.check(bad, col, "not a number")
-            out[col] = vals
+            # ratings keep whatever scale the shop uses, but are never negative or infinite
+            out[col] = probs.number_column(raw[col], col, _NEGATIVE_HINT.get(col, ""))
         else:
             out[col] = np.nan
     probs.raise_first()

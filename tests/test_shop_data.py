@@ -597,6 +597,204 @@ def test_parquet_errors(tmp_path):
     _expect_error(folder, folder / "events.parquet", None, None)
 
 
+# ------------------------------------------------------------------------------------------
+# out-of-range numbers: negative or infinite prices/quantities/ratings are errors
+# ------------------------------------------------------------------------------------------
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "items,row,message",
+    [
+        ("item_id,title,price\nA,Mug,1.5\nB,Plate,-2\nC,Bowl,-3\n", 2, "must be 0 or more, got -2"),
+        ("item_id,title,price\nA,Mug,-0.25\n", 1, "must be 0 or more, got -0.25"),
+        ("item_id,title,price\nA,Mug,1\nB,Plate,inf\n", 2, "must be a finite number, got inf"),
+        ("item_id,title,price\nA,Mug,1\nB,Plate,2\nC,Bowl,-Infinity\n", 3, "must be a finite number, got -inf"),
+    ],
+)
+def test_items_price_out_of_range(tmp_path, items, row, message):
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT, items=items)
+    err = _expect_error(folder, folder / "items.csv", row, "price")
+    assert message in str(err)
+
+
+NUMERIC_CASES = {
+    # name: (events body after header, row, column, text in the message)
+    "negative_quantity": (GOOD_EVENT + "u1,A,purchase,s1,-5,3,2024-01-01,,\n", 2, "quantity", "got -5"),
+    "negative_price": (GOOD_EVENT * 2 + "u1,A,purchase,s1,1,-1,2024-01-01,,\n", 3, "price", "must be 0 or more, got -1"),
+    "negative_rating": ("u1,A,review,,,,2024-01-01,meh,-3\n", 1, "rating", "must be 0 or more, got -3"),
+    "infinite_quantity": (GOOD_EVENT + "u1,A,cart,s1,inf,,2024-01-01,,\n", 2, "quantity", "must be a finite number, got inf"),
+    "infinite_price": ("u1,A,cart,s1,1,-inf,2024-01-01,,\n", 1, "price", "must be a finite number, got -inf"),
+    "infinite_rating": (GOOD_EVENT + "u1,A,review,,,,2024-01-01,ok,Infinity\n", 2, "rating", "must be a finite number"),
+    "first_bad_row_wins": (
+        GOOD_EVENT + "u1,A,purchase,s1,1,-1,2024-01-01,,\n" + "u1,A,purchase,s1,-1,1,2024-01-01,,\n", 2, "price", "got -1"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMERIC_CASES))
+def test_events_numbers_out_of_range(tmp_path, case):
+    body, row, column, message = NUMERIC_CASES[case]
+    folder, file = _folder(tmp_path, EVENTS_HEADER + body)
+    err = _expect_error(folder, file, row, column)
+    assert message in str(err)
+
+
+def test_negative_quantity_message_explains_returns(tmp_path):
+    folder, file = _folder(tmp_path, EVENTS_HEADER + "u1,A,return,s1,-1,3,2024-01-01,,\n")
+    err = _expect_error(folder, file, 1, "quantity")
+    assert '"return"' in str(err) and "positive quantity" in str(err)
+
+
+def test_zero_values_returns_and_any_rating_scale_load(tmp_path):
+    body = (
+        "u1,A,return,s1,2,3.5,2024-01-01,,\n"
+        "u1,A,purchase,s1,0,0,2024-01-02,,\n"
+        "u1,B,review,,,,2024-01-03,great,10\n"
+        "u2,B,review,,,,2024-01-03,awful,0\n"
+    )
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + body, items="item_id,title,price\nA,Mug,0\nB,Plate,\n")
+    data = load_shop_data(folder)
+    check_shape(data)
+    assert list(data.events["quantity"].fillna(-1)) == [2.0, 0.0, -1, -1]
+    assert list(data.events["rating"].fillna(-1)) == [-1, -1, 10.0, 0.0]
+    assert data.items["price"].iloc[0] == 0.0 and np.isnan(data.items["price"].iloc[1])
+
+
+def test_jsonl_and_parquet_infinite_and_negative_numbers(tmp_path):
+    # JSON text may say Infinity (Python's json reads it); Parquet holds real float infinities
+    body = _jsonl_line(price=1.0) + _jsonl_line(price=float("inf"))
+    folder, file = _folder(tmp_path, body, ext="jsonl")
+    assert "Infinity" in file.read_text()
+    err = _expect_error(folder, file, 2, "price")
+    assert "must be a finite number, got inf" in str(err)
+    pq = tmp_path / "pq"
+    pq.mkdir()
+    pd.DataFrame({"item_id": ["A", "B"], "title": ["Mug", "Plate"], "price": [1.0, -np.inf]}).to_parquet(
+        pq / "items.parquet"
+    )
+    (pq / "events.csv").write_text(EVENTS_HEADER + GOOD_EVENT)
+    err = _expect_error(pq, pq / "items.parquet", 2, "price")
+    assert "got -inf" in str(err)
+    pd.DataFrame({"item_id": ["A", "B"], "title": ["Mug", "Plate"], "price": [1.0, -2.0]}).to_parquet(
+        pq / "items.parquet"
+    )
+    err = _expect_error(pq, pq / "items.parquet", 2, "price")
+    assert "must be 0 or more, got -2" in str(err)
+
+
+# ------------------------------------------------------------------------------------------
+# CSV header after blank lines: data starts right after the header; rows count from 1
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["csv", "csv.gz"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_csv_blank_lines_before_header(tmp_path, ext, newline):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    items = "\n\n\nitem_id,title,price\nA,Mug,2.5\n\nB,Plate,3\n".replace("\n", newline)
+    events = ("\n" + EVENTS_HEADER + GOOD_EVENT).replace("\n", newline)
+    _write_bytes(folder / f"items.{ext}", items.encode())
+    _write_bytes(folder / f"events.{ext}", events.encode())
+    data = load_shop_data(folder)
+    check_shape(data)
+    assert list(data.items["item_id"]) == ["A", "B"]  # the header is not read as an item
+    assert list(data.items["price"]) == [2.5, 3.0]
+    assert data.report.rows_read == {"items": 2, "events": 1}
+    # row numbers still count data rows from 1 (blank lines are not rows)
+    items = "\n\nitem_id,title,price\nA,Mug,2.5\n\nB,Plate,cheap\n".replace("\n", newline)
+    _write_bytes(folder / f"items.{ext}", items.encode())
+    _expect_error(folder, folder / f"items.{ext}", 2, "price")
+
+
+def test_csv_blank_lines_before_an_all_text_header(tmp_path):
+    folder, _ = _folder(tmp_path, "\n\n" + EVENTS_HEADER + GOOD_EVENT, items="\n\n" + GOOD_ITEMS)
+    data = load_shop_data(folder)
+    assert list(data.items["item_id"]) == ["A", "B"]
+    assert data.report.rows_read == {"items": 2, "events": 1}
+
+
+def test_csv_blank_lines_before_header_field_count_error(tmp_path):
+    # the error-path scan (wrong field count) must skip the blank lines and the header too
+    folder, file = _folder(tmp_path, "\n\n\n" + EVENTS_HEADER + GOOD_EVENT + "u1,A,view\n")
+    _expect_error(folder, file, 2, "session_id")
+
+
+def test_csv_quoted_newline_in_header_after_blank_line(tmp_path):
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT, items='\n"item_id",title,"the\nnote"\nA,Mug,x\nB,Plate,y\n')
+    data = load_shop_data(folder)
+    assert list(data.items["item_id"]) == ["A", "B"]
+
+
+def test_uci_blank_lines_before_header(tmp_path):
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    good = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+    f = tmp_path / "online_retail.csv"
+    f.write_text("\n\n" + header + good)
+    data = load_shop_data(f)
+    assert data.report.rows_read == {"invoice_lines": 1}
+    assert list(data.items["item_id"]) == ["85123A"]
+    f.write_text("\n" + header + good + good.replace(",6,", ",six,"))
+    _expect_error(tmp_path, f, 2, "Quantity")
+
+
+# ------------------------------------------------------------------------------------------
+# CSV that is not valid UTF-8: name the row and the column holding the bad byte
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["csv", "csv.gz"])
+def test_csv_bad_utf8_names_row_and_column(tmp_path, ext):
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT)
+    f = _write_bytes(folder / f"items.{ext}", b"item_id,title\nA,Mug\nB,Caf\xe9 au lait\n")
+    if ext == "csv.gz":
+        (folder / "items.csv").unlink()
+    err = _expect_error(folder, f, 2, "title")
+    assert "not valid UTF-8 text (byte 0xe9 at position 3 of the field)" in str(err)
+
+
+@pytest.mark.parametrize("ext", ["csv", "csv.gz"])
+def test_csv_bad_utf8_far_into_the_file(tmp_path, ext):
+    # past the first read buffer, after blank lines, a BOM and a quoted newline
+    rows = b"".join(b"I%d,Item %d,\"multi\nline\"\n" % (i, i) for i in range(3000))
+    body = b"\xef\xbb\xbf\n\nitem_id,title,description\n" + rows + b"\nX,Cr\xc3\xa8me,d\xe8s\n"
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT)
+    (folder / "items.csv").unlink()
+    f = _write_bytes(folder / f"items.{ext}", body)
+    err = _expect_error(folder, f, 3001, "description")
+    assert "byte 0xe8 at position 1 of the field" in str(err)
+
+
+def test_csv_bad_utf8_in_an_extra_field(tmp_path):
+    folder, file = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT)
+    file.write_bytes((EVENTS_HEADER + GOOD_EVENT).encode() + b"u1,A,view,s1,,,2024-01-01,,,\xff\n")
+    err = _expect_error(folder, file, 2, None)
+    assert "byte 0xff at position 0" in str(err)
+
+
+@pytest.mark.parametrize("ext", ["csv", "csv.gz"])
+def test_csv_bad_utf8_in_the_header(tmp_path, ext):
+    folder, _ = _folder(tmp_path, EVENTS_HEADER + GOOD_EVENT)
+    (folder / "items.csv").unlink()
+    f = _write_bytes(folder / f"items.{ext}", b"\nitem_id,titl\xe9\nA,Mug\n")
+    err = _expect_error(folder, f, None, None)
+    assert "header" in str(err) and "not valid UTF-8" in str(err)
+    assert "byte 0xe9 at position 4 of column name 2" in str(err)
+
+
+def test_uci_bad_utf8(tmp_path):
+    header = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    good = b"536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+    f = _write_bytes(tmp_path / "online_retail.csv.gz", header + good + good.replace(b"United Kingdom", b"Espa\xf1a"))
+    err = _expect_error(tmp_path, f, 2, "Country")
+    assert "byte 0xf1" in str(err)
+
+
 def test_uci_file_errors(tmp_path):
     header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
     good = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
