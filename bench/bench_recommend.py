@@ -15,10 +15,14 @@ import time
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -44,7 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as artifacts_dir:
-        config = load_config(data=args.data, artifacts_dir=artifacts_dir, serving={"grpc_port": free_port(), "http_port": free_port()})
+        grpc_port, http_port = free_ports(2)
+        config = load_config(data=args.data, artifacts_dir=artifacts_dir, serving={"grpc_port": grpc_port, "http_port": http_port})
         build_artifacts(config.data, config.artifacts_dir, config)
         build = Artifacts.open(config.artifacts_dir, config.index)
         users = list(build.users.sort_values("purchase_count", ascending=False)["user_id"])

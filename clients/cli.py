@@ -35,6 +35,8 @@ def fail(message: str, code: int = 1) -> None:
 def config_for(config: Optional[Path], **overrides):
     from services.config import load_config
 
+    # Paths given on the command line mean what they mean in the caller's current directory.
+    overrides = {key: Path(value).resolve() if isinstance(value, Path) else value for key, value in overrides.items()}
     try:
         return load_config(config, **overrides)
     except (FileNotFoundError, ValueError) as error:
@@ -61,6 +63,7 @@ def prepare_models(config: Optional[Path] = ConfigOption) -> None:
 def build(
     data: Optional[Path] = typer.Option(None, "--data", help="Shop data: a UCI Online Retail CSV or folder, an Amazon reviews 2018 folder, or a folder with items.* and events.* (csv/jsonl/parquet)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Artifacts folder; the build is published there as `current`."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the published build came from the same data and settings."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Build and publish artifacts: clean data → item embeddings → FAISS index → user profiles."""
@@ -78,10 +81,12 @@ def build(
             progress.update(tasks[step], completed=done, total=total)
 
         try:
-            result = build_artifacts(settings.data, settings.artifacts_dir, settings, report)
+            result = build_artifacts(settings.data, settings.artifacts_dir, settings, report, force=force)
         except DataFileError as error:
             fail(str(error), 2)
     show_build(result.manifest, result.path)
+    if result.reused:
+        console.print("[green]Up to date:[/] the published build came from the same data and settings (--force rebuilds).")
 
 
 def show_build(manifest: dict, path: Path) -> None:
@@ -242,11 +247,11 @@ def demo(
     chosen = list(user or build.users.sort_values(["purchase_count", "user_id"], ascending=[False, True]).head(users)["user_id"])
     console.print(f"Build {build.build_id}: {build.manifest['counts']['users']:,} customers, {build.manifest['counts']['items']:,} products.")
     started = time.perf_counter()
-    with console.status("Starting Ray Serve with its gRPC proxy and loading the models …"):
-        local_cluster.start(settings, quiet=True)
-    console.print(f"Tailor is up on gRPC port {settings.serving.grpc_port} ({time.perf_counter() - started:.0f} s).")
     failures = 0
     try:
+        with console.status("Starting Ray Serve with its gRPC proxy and loading the models …"):
+            local_cluster.start(settings, quiet=True)
+        console.print(f"Tailor is up on gRPC port {settings.serving.grpc_port} ({time.perf_counter() - started:.0f} s).")
         with TailorClient(f"{settings.serving.host}:{settings.serving.grpc_port}", settings.serving.app_name) as client:
             for user_id in chosen:
                 try:

@@ -20,13 +20,9 @@ from tailor.v1 import (
     retrieval_pb2_grpc,
 )
 
-CHANNELS = {
-    "push": common_pb2.CHANNEL_PUSH,
-    "sms": common_pb2.CHANNEL_SMS,
-    "email": common_pb2.CHANNEL_EMAIL,
-    "banner": common_pb2.CHANNEL_BANNER,
-}
-LANGUAGES = {"en": common_pb2.LANGUAGE_EN, "zh": common_pb2.LANGUAGE_ZH}
+# "push" → CHANNEL_PUSH, "zh" → LANGUAGE_ZH, read off the proto enums.
+CHANNELS = {name.removeprefix("CHANNEL_").lower(): value for name, value in common_pb2.Channel.items() if value}
+LANGUAGES = {name.removeprefix("LANGUAGE_").lower(): value for name, value in common_pb2.Language.items() if value}
 
 
 class TailorClient:

@@ -11,6 +11,7 @@ import json
 import platform
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,10 +21,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from services.artifacts import BUILDS, MANIFEST, publish
+from services.artifacts import BUILDS, MANIFEST, current_build_dir, publish
 from services.config import TailorConfig
 from services.embedding import TextEmbedder, item_texts
-from services.errors import DataFileError
+from services.errors import DataFileError, Unavailable
 from services.profiles import build_profiles
 from services.shop_data import load_shop_data
 from services.vector_index import build_index
@@ -38,6 +39,8 @@ PACKAGES = ("faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "s
 class BuildResult:
     path: Path
     manifest: dict
+    # True when the published build already came from the same data and settings.
+    reused: bool = False
 
 
 def no_progress(step: str, done: int, total: int) -> None:
@@ -45,8 +48,10 @@ def no_progress(step: str, done: int, total: int) -> None:
 
 
 def build_artifacts(
-    data: Path, artifacts_dir: Path, config: TailorConfig, progress: Progress = no_progress
+    data: Path, artifacts_dir: Path, config: TailorConfig, progress: Progress = no_progress, force: bool = False
 ) -> BuildResult:
+    """Build and publish; with force=False an identical published build (same cleaned data,
+    same settings) is kept instead of rebuilt."""
     started = time.perf_counter()
     artifacts_dir = Path(artifacts_dir)
     progress("load data", 0, 1)
@@ -54,6 +59,10 @@ def build_artifacts(
     progress("load data", 1, 1)
     if shop.events.empty:
         raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
+    settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding"}))
+    fingerprint = content_hash(shop.items, shop.events, settings)
+    if not force and (published := published_manifest(artifacts_dir)) and published.get("fingerprint") == fingerprint:
+        return BuildResult(current_build_dir(artifacts_dir), published, reused=True)
 
     items = shop.items.reset_index(drop=True)
     embedder = TextEmbedder(config)
@@ -73,7 +82,8 @@ def build_artifacts(
     progress("profile users", 1, 1)
 
     built_at = datetime.now(timezone.utc)
-    build_id = built_at.strftime("%Y%m%dT%H%M%SZ") + "-" + content_hash(items, shop.events)
+    # Time first so builds sort by age; the suffix keeps two builds in one second apart.
+    build_id = f"{built_at:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}-{uuid.uuid4().hex[:4]}"
     builds = artifacts_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     staging = builds / f".{build_id}.partial"
@@ -89,6 +99,7 @@ def build_artifacts(
     profiles.purchases.to_parquet(staging / "purchases.parquet", index=False)
     manifest = {
         "build_id": build_id,
+        "fingerprint": fingerprint,
         "built_at": built_at.isoformat(timespec="seconds"),
         "data": {"path": str(Path(data).resolve()), **shop.report.to_dict()},
         "counts": {
@@ -104,7 +115,7 @@ def build_artifacts(
         },
         "embedding": {"model": embedder.model_name, "path": embedder.model_path, "dimension": embedder.dimension},
         "index": {"type": index.kind, "size": index.size, "dimension": index.dimension, "metric": "inner_product"},
-        "config": json.loads(config.model_dump_json(include={"index", "profile", "embedding"})),
+        "config": settings,
         "versions": versions(),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -112,15 +123,34 @@ def build_artifacts(
     final = builds / build_id
     staging.rename(final)
     publish(artifacts_dir, final)
+    remove_old_builds(artifacts_dir, config.keep_builds)
     progress("write build", 1, 1)
     return BuildResult(final, manifest)
 
 
-def content_hash(items: pd.DataFrame, events: pd.DataFrame) -> str:
+def content_hash(items: pd.DataFrame, events: pd.DataFrame, settings: dict) -> str:
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(items, index=False).to_numpy().tobytes())
     digest.update(pd.util.hash_pandas_object(events, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:8]
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def published_manifest(artifacts_dir: Path) -> dict | None:
+    try:
+        return json.loads((current_build_dir(artifacts_dir) / MANIFEST).read_text())
+    except Unavailable:
+        return None
+
+
+def remove_old_builds(artifacts_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` builds (the current one always). Replicas hold what they loaded
+    in memory, so removing a folder does not disturb one still serving it."""
+    current = current_build_dir(artifacts_dir)
+    builds = sorted(p for p in (artifacts_dir / BUILDS).iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in builds[:-keep]:
+        if old.resolve() != current:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def versions() -> dict[str, str]:

@@ -26,6 +26,9 @@ class EmbeddingConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     # "cpu", "cuda" or "auto" (cuda when torch sees a GPU).
     device: str = "auto"
+    # GPU share the Embedder replica asks Ray for; None = 0.25 when the machine has a GPU, else 0.
+    # (Ray hides GPUs from replicas that ask for none.)
+    num_gpus: float | None = None
 
 
 class IndexConfig(BaseModel):
@@ -62,6 +65,10 @@ class LLMConfig(BaseModel):
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     temperature: float = Field(0.7, ge=0)
     max_tokens: int = Field(160, ge=16)
+    # Variants the Marketing flow asks for per copy; the first that passes the checks is sent.
+    copy_attempts: int = Field(3, ge=1, le=8)
+    # GPU share the CopyWriter replica asks Ray for; None = 0.5 when the machine has a GPU, else 0.
+    num_gpus: float | None = None
     # A generation slower than this falls back to the template.
     timeout_s: float = Field(60.0, gt=0)
     seed: int = 0
@@ -82,6 +89,10 @@ class ServingConfig(BaseModel):
     max_variants: int = Field(4, ge=1)
     # CPUs each replica reserves; fractions let all five deployments share two cores.
     replica_cpus: float = Field(0.25, gt=0)
+    # Requests one ingress replica works on at once (each mostly waits on a leaf or the LLM).
+    ingress_max_ongoing_requests: int = Field(64, ge=1)
+    # Requests queued per deployment before callers get RESOURCE_EXHAUSTED instead of waiting.
+    max_queued_requests: int = Field(256, ge=1)
 
 
 class TailorConfig(BaseSettings):
@@ -91,7 +102,8 @@ class TailorConfig(BaseSettings):
     data: Path = Path("data/uci_online_retail_sample")
     # Builds are written under builds/ here and published by switching the `current` link.
     artifacts_dir: Path = Path("artifacts")
-    models_dir: Path = Path(".models")
+    # Published builds kept on disk (the current one and the ones before it).
+    keep_builds: int = Field(3, ge=1)
     embedding: EmbeddingConfig = EmbeddingConfig()
     index: IndexConfig = IndexConfig()
     profile: ProfileConfig = ProfileConfig()
@@ -99,7 +111,7 @@ class TailorConfig(BaseSettings):
     llm: LLMConfig = LLMConfig()
     serving: ServingConfig = ServingConfig()
 
-    @field_validator("data", "artifacts_dir", "models_dir")
+    @field_validator("data", "artifacts_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return absolute(path)
@@ -129,17 +141,31 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TailorConfi
     """Load the configuration: YAML file (path, else $TAILOR_CONFIG, else none), then overrides.
 
     `overrides` are top-level fields (e.g. artifacts_dir=...) given on the command line;
-    None values are ignored so unset flags keep the file's or the default's value.
+    None values are ignored so unset flags keep the file's or the default's value. Relative
+    paths in the YAML file resolve against the file's folder; relative override paths are
+    taken as given (the command line makes them absolute against the current directory).
     """
     path = path or os.environ.get("TAILOR_CONFIG")
     values: dict[str, Any] = {}
     if path:
-        path = Path(path)
+        path = Path(path).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"configuration file {path} does not exist")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"configuration file {path}: expected a mapping at the top level")
-        values.update(loaded)
+        values.update(anchor_paths(loaded, path.parent))
     values.update({key: value for key, value in overrides.items() if value is not None})
     return TailorConfig(**values)
+
+
+def anchor_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Make the YAML file's relative paths relative to its own folder."""
+    values = dict(values)
+    for key in ("data", "artifacts_dir"):
+        if key in values and not Path(values[key]).expanduser().is_absolute():
+            values[key] = folder / values[key]
+    llm = values.get("llm")
+    if isinstance(llm, dict) and "model" in llm and not Path(llm["model"]).expanduser().is_absolute():
+        values["llm"] = {**llm, "model": folder / llm["model"]}
+    return values

@@ -21,6 +21,7 @@ from services.model_files import llm_is_prepared
 
 log = logging.getLogger(__name__)
 RECENT_TITLES = 3
+SOURCE_PREFERENCE = ("model", "repaired", "template")
 
 
 class LLMEngine:
@@ -150,5 +151,7 @@ class CopyWriter:
         return tuple(self.artifacts.items["title"].to_numpy()[self.artifacts.item_indices(recent)])
 
     async def write(self, facts: CopyFacts, n: int) -> list[CopyOutcome]:
+        """n checked variants, best first: the model's own words, then repaired, then templates."""
         raw = await self.engine.complete_json(build_messages(facts), copy_json_schema(facts.channel, facts.language), n)
-        return [finalize(text, facts) for text in raw]
+        outcomes = [finalize(text, facts) for text in raw]
+        return sorted(outcomes, key=lambda outcome: SOURCE_PREFERENCE.index(outcome.source))

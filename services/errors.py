@@ -5,8 +5,8 @@ class TailorError(Exception):
     """Base of every error Tailor reports to a caller on purpose."""
 
 
-class InvalidArgument(TailorError):
-    """A request field is out of range or malformed; `field` names it."""
+class FieldError(TailorError):
+    """An error about one request field; `field` names it (e.g. "k", "item_ids[2]")."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
@@ -17,16 +17,12 @@ class InvalidArgument(TailorError):
         return (type(self), (self.field, self.message))
 
 
-class NotFound(TailorError):
+class InvalidArgument(FieldError):
+    """A request field is out of range or malformed."""
+
+
+class NotFound(FieldError):
     """A user or item the request names is not in the published build."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def __reduce__(self):
-        return (type(self), (self.field, self.message))
 
 
 class Unavailable(TailorError):

@@ -30,6 +30,29 @@ NON_INTEREST_WORDS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class ProfileSummary:
+    purchase_count: int
+    distinct_items: int
+    interests: tuple[str, ...]
+    last_purchase_date: str  # ISO date, "" if the user never bought
+    total_spend: float
+    currency: str
+
+
+def summarise(user: pd.Series) -> ProfileSummary:
+    """The short, human-readable profile of one row of the users table."""
+    last = user["last_purchase"]
+    return ProfileSummary(
+        purchase_count=int(user["purchase_count"]),
+        distinct_items=int(user["distinct_items"]),
+        interests=tuple(user["interests"]),
+        last_purchase_date="" if pd.isna(last) else pd.Timestamp(last).date().isoformat(),
+        total_spend=float(user["total_spend"]),
+        currency=str(user["currency"]),
+    )
+
+
 @dataclass
 class Profiles:
     users: pd.DataFrame          # one row per user; row i ↔ vectors[i]
@@ -45,10 +68,11 @@ def event_weights(events: pd.DataFrame, config: ProfileConfig) -> np.ndarray:
     # Low-rated reviews say the user did not like it.
     rating = pd.to_numeric(events["rating"], errors="coerce").to_numpy()
     weight[(kind == "review").to_numpy() & (rating < 3)] = 0.0
-    # Recency: halve the weight every half-life before the log's last event. A common factor per
-    # user cancels in the mean, so measuring age from the log's end or the user's end is the same.
-    end = events["timestamp"].max()
-    age_days = (end - events["timestamp"]).dt.total_seconds().to_numpy() / 86_400.0
+    # Recency: halve the weight every half-life before the user's own last event. Only ratios
+    # within a user matter (the vector is normalised), and measuring from the user's end keeps a
+    # shopper whose activity is all years old from underflowing to a zero vector.
+    user_end = events.groupby("user_id")["timestamp"].transform("max")
+    age_days = (user_end - events["timestamp"]).dt.total_seconds().to_numpy() / 86_400.0
     return weight * np.power(0.5, age_days / config.recency_half_life_days)
 
 
@@ -63,9 +87,9 @@ def build_profiles(
     cols = item_row.loc[events["item_id"].to_numpy()].to_numpy()
     weights = event_weights(events, config)
     interactions = sparse.csr_matrix((weights, (rows, cols)), shape=(len(user_ids), len(items)))
-    vectors = np.asarray(interactions @ item_vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    summed = interactions @ np.asarray(item_vectors, dtype=np.float64)
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    vectors = np.divide(summed, norms, out=np.zeros_like(summed), where=norms > 0).astype(np.float32)
 
     owned = events[events["event_type"].isin(OWNED_EVENTS)]
     purchases = (

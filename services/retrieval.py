@@ -62,22 +62,13 @@ class Retriever:
         return vector / norm
 
     def search(self, vector: np.ndarray, k: int, item_filter: ItemFilter = ItemFilter()) -> list[Candidate]:
-        """Top-k allowed items by cosine similarity. Over-fetches from the index until k allowed
-        items are found or the index is exhausted, so filters never silently shorten the list."""
+        """Top-k allowed items by cosine similarity; the filter applies inside the FAISS search."""
         allowed = item_filter.allowed(self.items)
-        available = int(allowed.sum())
-        want = min(k, available)
-        if want == 0:
+        if not allowed.any():
             return []
-        fetch = min(self.index.size, max(2 * k, k + (len(allowed) - available)))
-        while True:
-            scores, ids = self.index.search(vector, fetch)
-            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and allowed[i]]
-            if len(found) >= want or fetch >= self.index.size:
-                break
-            fetch = min(self.index.size, fetch * 4)
+        scores, ids = self.index.search(vector, k, allowed)
         item_ids = self.items["item_id"].to_numpy()
-        return [Candidate(str(item_ids[i]), score, "ann") for i, score in found[:k]]
+        return [Candidate(str(item_ids[i]), float(s), "ann") for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def for_user(self, user_id: str, k: int, item_filter: ItemFilter = ItemFilter(), exclude_owned: bool = True) -> list[Candidate]:
         vector = self.user_vector(user_id)

@@ -28,11 +28,22 @@ class VectorIndex:
     def dimension(self) -> int:
         return int(self.index.d)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query row; ids are -1 where fewer than k items exist."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query row; ids are -1 where fewer than k items qualify.
+
+        `allowed` (a boolean mask over ids) filters inside the search, so a strict filter still
+        yields k results without over-fetching from the whole index."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(int(k), self.size))
-        return self.index.search(queries, k)
+        if allowed is None or allowed.all():
+            return self.index.search(queries, k)
+        bitmap = np.packbits(allowed.astype(bool), bitorder="little")  # bit i ↔ id i
+        selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.index.hnsw.efSearch, k))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self.index.search(queries, k, params=params)
 
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))

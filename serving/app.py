@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
 from ray.serve import Application
 
 from serving.deployments import CopyWriter, Embedder, Ranker, Retriever
 from serving.ingress import Marketing
+from services.artifacts import current_build_dir
 from services.config import TailorConfig, load_config
 
 # What the gRPC proxy registers; a service missing here answers UNIMPLEMENTED at the proxy.
@@ -31,15 +33,26 @@ GRPC_SERVICER_FUNCTIONS = [
 
 
 def build_app(config: TailorConfig) -> Application:
+    # Every replica serves the same build: the one published now, resolved once here.
+    build_dir = str(current_build_dir(config.artifacts_dir))
     settings = config.model_dump(mode="json")
-    cpus = {"ray_actor_options": {"num_cpus": config.serving.replica_cpus}}
-    embedder = Embedder.options(**cpus).bind(settings)
-    return Marketing.options(**cpus).bind(
+    has_gpu = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+    def options(gpus: float | None = None, default_gpus: float = 0.0, **extra) -> dict:
+        actor = {"num_cpus": config.serving.replica_cpus}
+        share = gpus if gpus is not None else (default_gpus if has_gpu else 0.0)
+        if share:
+            actor["num_gpus"] = share  # Ray hides GPUs from a replica that asks for none
+        return {"ray_actor_options": actor, "max_queued_requests": config.serving.max_queued_requests, **extra}
+
+    embedder = Embedder.options(**options(config.embedding.num_gpus, 0.25)).bind(settings)
+    return Marketing.options(**options(max_ongoing_requests=config.serving.ingress_max_ongoing_requests)).bind(
         settings,
+        build_dir,
         embedder,
-        Retriever.options(**cpus).bind(settings, embedder),
-        Ranker.options(**cpus).bind(settings),
-        CopyWriter.options(**cpus).bind(settings),
+        Retriever.options(**options()).bind(settings, build_dir, embedder),
+        Ranker.options(**options()).bind(settings, build_dir),
+        CopyWriter.options(**options(config.llm.num_gpus, 0.5)).bind(settings, build_dir),
     )
 
 

@@ -4,6 +4,8 @@ gRPC status codes (only the ingress holds the gRPC context)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from ray import serve
 
@@ -37,9 +39,9 @@ class Embedder:
 
 @serve.deployment
 class Retriever:
-    def __init__(self, config: dict, embedder):
+    def __init__(self, config: dict, build_dir: str, embedder):
         self.config = TailorConfig(**config)
-        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.artifacts = Artifacts(Path(build_dir), self.config.index)
         self.retriever = RetrieverDomain(self.artifacts)
         self.embedder = embedder
 
@@ -54,7 +56,7 @@ class Retriever:
             candidates = self.retriever.for_user(user_id, k, item_filter, exclude_owned=request.exclude_purchased)
         else:
             if query == "text":
-                text = requests.check_texts([request.text], self.config.serving, field="text")[0]
+                text = requests.check_text(request.text, self.config.serving, field="text")
                 embedded = await self.embedder.Embed.remote(embedding_pb2.EmbedRequest(texts=[text]))
                 vector = np.asarray(embedded.vectors[0].values, dtype=np.float32)
             else:
@@ -80,9 +82,9 @@ class Retriever:
 
 @serve.deployment
 class Ranker:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, build_dir: str):
         self.config = TailorConfig(**config)
-        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.artifacts = Artifacts(Path(build_dir), self.config.index)
         self.ranker = RankerDomain(self.artifacts, self.config.ranking)
 
     def Rank(self, request: ranking_pb2.RankRequest) -> ranking_pb2.RankResponse:
@@ -100,9 +102,9 @@ class Ranker:
 
 @serve.deployment
 class CopyWriter:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, build_dir: str):
         self.config = TailorConfig(**config)
-        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.artifacts = Artifacts(Path(build_dir), self.config.index)
         self.engine = LLMEngine(self.config)
         self.writer = CopyWriterDomain(self.artifacts, self.engine, self.config)
 
@@ -116,7 +118,9 @@ class CopyWriter:
         channel = requests.channel_name(request.channel)
         language = requests.language_name(request.language)
         promotion = requests.promotion(request.promotion)
-        facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, request.tone.strip())
+        self.artifacts.item_indices(item_ids)  # every id must exist, not only the headline one
+        reason = requests.check_short_text(request.reason, "reason", 200)
+        facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, request.tone.strip(), reason)
         outcomes = await self.writer.write(facts, n)
         return copy_pb2.GenerateResponse(
             variants=[requests.variant_message(outcome, facts.item_id) for outcome in outcomes],

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
+from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
 import grpc
-import pandas as pd
 from grpc_health.v1 import health_pb2
 from ray import serve
-from ray.exceptions import RayTaskError
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 
 from serving import requests
 from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Unavailable
+from services.profiles import summarise
 from tailor.v1 import (
     copy_pb2,
     embedding_pb2,
@@ -37,6 +39,10 @@ STATUS_CODES = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     BackPressureError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # A leaf replica restarting or gone: worth a retry, as Ray's own proxy says.
+    DeploymentUnavailableError: grpc.StatusCode.UNAVAILABLE,
+    ActorDiedError: grpc.StatusCode.UNAVAILABLE,
+    ActorUnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -62,9 +68,9 @@ async def answer(context: RayServegRPCContext, empty: Response, call: Callable[[
 
 @serve.deployment
 class Marketing:
-    def __init__(self, config: dict, embedder, retriever, ranker, copywriter):
+    def __init__(self, config: dict, build_dir: str, embedder, retriever, ranker, copywriter):
         self.config = TailorConfig(**config)
-        self.artifacts = Artifacts.open(self.config.artifacts_dir, self.config.index)
+        self.artifacts = Artifacts(Path(build_dir), self.config.index)
         self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
 
     # --- MarketingService: the whole flow -------------------------------------------------
@@ -75,11 +81,15 @@ class Marketing:
     async def recommend(self, request: marketing_pb2.RecommendRequest) -> marketing_pb2.RecommendResponse:
         user_id = requests.check_user_id(request.user_id)
         k = requests.check_k(request.k, self.config.serving)
-        requests.item_filter(request.filter)  # checked here so a bad filter fails before any work
+        requests.item_filter(request.filter)  # checked here so a bad request fails before any work
         requests.channel_name(request.channel)
         requests.language_name(request.language)
-        requests.promotion(request.promotion)
-        profile = self.profile_summary(user_id)
+        promotion = requests.promotion(request.promotion)
+        profile = summarise(self.artifacts.users.iloc[self.artifacts.user_index(user_id)])
+        response = marketing_pb2.RecommendResponse(
+            profile=marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)}),
+            build_id=self.artifacts.build_id,
+        )
 
         candidates = await self.retriever.Retrieve.remote(
             retrieval_pb2.RetrieveRequest(
@@ -89,8 +99,7 @@ class Marketing:
                 exclude_purchased=True,
             )
         )
-        response = marketing_pb2.RecommendResponse(profile=profile, build_id=self.artifacts.build_id)
-        if not candidates.candidates:  # the user owns everything the filter allows
+        if not candidates.candidates:  # the user owns everything the filter allows: a true, empty answer
             return response
         ranked = await self.ranker.Rank.remote(
             ranking_pb2.RankRequest(
@@ -99,31 +108,33 @@ class Marketing:
         )
         response.items.extend(ranked.items)
         if ranked.items and not request.skip_copy:
-            copy = await self.copywriter.Generate.remote(
-                copy_pb2.GenerateRequest(
-                    user_id=user_id,
-                    item_ids=[ranked.items[0].item.item_id],
-                    channel=request.channel,
-                    language=request.language,
-                    promotion=request.promotion,
-                    tone=request.tone,
-                    n_variants=1,
-                )
-            )
-            response.copy.CopyFrom(copy.variants[0])
+            response.copy.CopyFrom(await self.copy_for(user_id, list(ranked.items), request, promotion.amount_off))
         return response
 
-    def profile_summary(self, user_id: str) -> marketing_pb2.ProfileSummary:
-        user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)]
-        last = user["last_purchase"]
-        return marketing_pb2.ProfileSummary(
-            purchase_count=int(user["purchase_count"]),
-            distinct_items=int(user["distinct_items"]),
-            interests=list(user["interests"]),
-            last_purchase_date="" if pd.isna(last) else pd.Timestamp(last).date().isoformat(),
-            total_spend=float(user["total_spend"]),
-            currency=str(user["currency"]),
+    async def copy_for(self, user_id: str, ranked: list, request, amount_off: float) -> copy_pb2.CopyVariant:
+        """Copy about the first product a fixed-amount promotion can apply to (all of them for
+        none or a percentage); the best of llm.copy_attempts variants."""
+        headline = next((r for r in ranked if not r.item.has_price or r.item.price > amount_off), None)
+        promotion, note = request.promotion, None
+        if headline is None:
+            headline, promotion = ranked[0], None
+            note = f"promotion not applied: amount_off {amount_off:.2f} is not below the price of any recommended item"
+        generated = await self.copywriter.Generate.remote(
+            copy_pb2.GenerateRequest(
+                user_id=user_id,
+                item_ids=[headline.item.item_id],
+                channel=request.channel,
+                language=request.language,
+                promotion=promotion,
+                tone=request.tone,
+                n_variants=min(self.config.llm.copy_attempts, self.config.serving.max_variants),
+                reason=headline.reasons[0] if headline.reasons else "",
+            )
         )
+        best = generated.variants[0]  # variants come best first
+        if note:
+            best.problems.append(note)
+        return best
 
     # --- Leaf services, passed through ----------------------------------------------------
 

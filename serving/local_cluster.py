@@ -22,6 +22,7 @@ def start(config: TailorConfig, quiet: bool = False) -> None:
     current_build_dir(config.artifacts_dir)  # fail now, clearly, if nothing is published
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(
+        address="local",  # always a Ray of our own: never attach to (and later shut down) someone else's
         include_dashboard=False,
         object_store_memory=OBJECT_STORE_BYTES,
         log_to_driver=not quiet,

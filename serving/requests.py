@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -14,14 +16,12 @@ from services.ranking import RankedItem
 from services.retrieval import ItemFilter
 from tailor.v1 import common_pb2, copy_pb2, ranking_pb2
 
-CHANNELS = {
-    common_pb2.CHANNEL_UNSPECIFIED: "push",
-    common_pb2.CHANNEL_PUSH: "push",
-    common_pb2.CHANNEL_SMS: "sms",
-    common_pb2.CHANNEL_EMAIL: "email",
-    common_pb2.CHANNEL_BANNER: "banner",
-}
-LANGUAGES = {common_pb2.LANGUAGE_UNSPECIFIED: "en", common_pb2.LANGUAGE_EN: "en", common_pb2.LANGUAGE_ZH: "zh"}
+PROMOTION_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# Names the domain uses, read off the proto enums: CHANNEL_SMS → "sms"; UNSPECIFIED → the default.
+CHANNELS = {value: name.removeprefix("CHANNEL_").lower() for name, value in common_pb2.Channel.items()}
+CHANNELS[common_pb2.CHANNEL_UNSPECIFIED] = "push"
+LANGUAGES = {value: name.removeprefix("LANGUAGE_").lower() for name, value in common_pb2.Language.items()}
+LANGUAGES[common_pb2.LANGUAGE_UNSPECIFIED] = "en"
 COPY_SOURCES = {
     "model": copy_pb2.COPY_SOURCE_MODEL,
     "repaired": copy_pb2.COPY_SOURCE_REPAIRED,
@@ -59,12 +59,22 @@ def check_texts(texts, limits: ServingConfig, field: str = "texts") -> list[str]
         raise InvalidArgument(field, "must hold at least one text")
     if len(texts) > limits.max_texts:
         raise InvalidArgument(field, f"holds {len(texts)} texts; at most {limits.max_texts} per request")
-    for position, text in enumerate(texts):
-        if not text.strip():
-            raise InvalidArgument(f"{field}[{position}]", "is empty")
-        if len(text) > limits.max_text_chars:
-            raise InvalidArgument(f"{field}[{position}]", f"has {len(text)} characters; at most {limits.max_text_chars}")
-    return texts
+    return [check_text(text, limits, f"{field}[{position}]") for position, text in enumerate(texts)]
+
+
+def check_text(text: str, limits: ServingConfig, field: str) -> str:
+    if not text.strip():
+        raise InvalidArgument(field, "is empty")
+    if len(text) > limits.max_text_chars:
+        raise InvalidArgument(field, f"has {len(text)} characters; at most {limits.max_text_chars}")
+    return text
+
+
+def check_short_text(text: str, field: str, limit: int) -> str:
+    """An optional free-text field that goes into a prompt: bounded, one line."""
+    if len(text) > limit:
+        raise InvalidArgument(field, f"has {len(text)} characters; at most {limit}")
+    return " ".join(text.split())
 
 
 def channel_name(channel: int, field: str = "channel") -> str:
@@ -94,9 +104,12 @@ def promotion(message: common_pb2.Promotion, field: str = "promotion") -> Promot
     """Promotion checks its own amounts (InvalidArgument naming promotion.<field>)."""
     if message.ends:
         try:
-            pd.Timestamp(message.ends)
+            date.fromisoformat(message.ends.strip())
         except ValueError:
-            raise InvalidArgument(f"{field}.ends", f"is not an ISO date: {message.ends!r}") from None
+            raise InvalidArgument(f"{field}.ends", f"is not an ISO date (YYYY-MM-DD): {message.ends!r}") from None
+    if message.code and not PROMOTION_CODE.fullmatch(message.code.strip()):
+        raise InvalidArgument(f"{field}.code", "must be 1-32 letters, digits, '-' or '_'")
+    check_short_text(message.description, f"{field}.description", 200)
     return Promotion(
         code=message.code.strip(),
         percent_off=message.percent_off,

@@ -14,20 +14,23 @@ SAMPLE = ROOT / "data" / "uci_online_retail_sample"
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (all held open until every one is chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @pytest.fixture(scope="session")
 def sample_config(tmp_path_factory) -> TailorConfig:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    return load_config(
-        data=SAMPLE,
-        artifacts_dir=artifacts,
-        serving={"grpc_port": free_port(), "http_port": free_port()},
-    )
+    grpc_port, http_port = free_ports(2)
+    return load_config(data=SAMPLE, artifacts_dir=artifacts, serving={"grpc_port": grpc_port, "http_port": http_port})
 
 
 @pytest.fixture(scope="session")

@@ -50,15 +50,25 @@ def test_profiles_match_the_raw_sample(sample_config, sample_artifacts):
 
 
 def test_rebuild_publishes_atomically_and_keeps_the_old_build(sample_config, sample_build, tmp_path):
-    config = sample_config.model_copy(update={"artifacts_dir": tmp_path})
+    config = sample_config.model_copy(update={"artifacts_dir": tmp_path, "keep_builds": 2})
     first = build_artifacts(config.data, tmp_path, config)
-    assert current_build_dir(tmp_path) == first.path
+    assert current_build_dir(tmp_path) == first.path and not first.reused
     opened = Artifacts.open(tmp_path, config.index)
-    second = build_artifacts(config.data, tmp_path, config)
+    # Same data, same settings: the published build stands, nothing is rebuilt.
+    again = build_artifacts(config.data, tmp_path, config)
+    assert again.reused and again.path == first.path
+    second = build_artifacts(config.data, tmp_path, config, force=True)
     assert current_build_dir(tmp_path) == second.path != first.path
+    assert second.manifest["fingerprint"] == first.manifest["fingerprint"]
     assert first.path.is_dir() and opened.path == first.path  # readers of the old build keep it
     assert os.path.islink(tmp_path / "current")
     assert not list((tmp_path / "builds").glob(".*partial"))
+    # Older builds beyond keep_builds go; the current one never does.
+    third = build_artifacts(config.data, tmp_path, config, force=True)
+    assert sorted((tmp_path / "builds").iterdir()) == sorted([second.path, third.path])
+    # A change of settings is a different build.
+    changed = config.model_copy(update={"profile": config.profile.model_copy(update={"interest_tags": 3})})
+    assert not build_artifacts(config.data, tmp_path, changed).reused
 
 
 def test_no_published_build_is_a_clear_error(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import grpc
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.copywriting import CHANNELS
+from services.copy_engine import CopyWriter
+from services.copywriting import CHANNELS, Copy, Promotion, check_copy, finalize, template_copy
 from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
 
 pytestmark = pytest.mark.cluster
@@ -74,17 +76,28 @@ def test_rank(live_tailor, sample_artifacts, best_user):
 
 
 @pytest.mark.parametrize("channel,language", [("push", "en"), ("sms", "zh"), ("email", "en")])
-def test_generate_copy_is_checked_and_honest(live_tailor, sample_artifacts, best_user, channel, language):
+def test_generate_copy_is_checked_and_honest(live_tailor, sample_artifacts, sample_config, best_user, channel, language):
+    """What the server says of each variant is re-checked here against the domain's own rules."""
     item_id = sample_artifacts.items["item_id"].iloc[0]
     response = live_tailor.generate(best_user, [item_id], channel=channel, language=language, n_variants=2)
     assert len(response.variants) == 2 and response.model
+    facts = CopyWriter(sample_artifacts, None, sample_config).facts(best_user, item_id, channel, language, Promotion(), "")
     spec = CHANNELS[channel]
+    order = [v.source for v in response.variants]
+    assert order == sorted(order), "variants come best first"
     for variant in response.variants:
+        copy = Copy(variant.title, variant.body, variant.call_to_action)
         assert variant.item_id == item_id
         assert variant.fallback == (variant.source == copy_pb2.COPY_SOURCE_TEMPLATE)
-        assert variant.source != copy_pb2.COPY_SOURCE_UNSPECIFIED
-        if variant.source != copy_pb2.COPY_SOURCE_MODEL:
-            assert variant.problems, "a repaired or replaced copy says why"
+        if variant.source == copy_pb2.COPY_SOURCE_MODEL:
+            # The model's words, unchanged, pass every check.
+            again = finalize(json.dumps({"title": copy.title, "body": copy.body, "call_to_action": copy.call_to_action}), facts)
+            assert (again.source, again.copy) == ("model", copy)
+        elif variant.source == copy_pb2.COPY_SOURCE_REPAIRED:
+            assert variant.problems and check_copy(copy, facts) == []
+        else:
+            assert variant.source == copy_pb2.COPY_SOURCE_TEMPLATE
+            assert variant.problems and copy == template_copy(facts)
         assert len(variant.title) <= spec.title_limit(language)
         assert 0 < len(variant.body) <= spec.body_limit(language)
         if channel == "sms":
@@ -113,6 +126,17 @@ def test_recommend_composes_the_flow(live_tailor, sample_artifacts, best_user):
 
     products_only = live_tailor.recommend(best_user, k=3, skip_copy=True)
     assert len(products_only.items) == 3 and not products_only.HasField("copy")
+
+
+def test_recommend_with_a_fixed_amount_off_picks_an_item_it_can_apply_to(live_tailor, sample_artifacts, best_user):
+    response = live_tailor.recommend(best_user, k=5, promotion=common_pb2.Promotion(code="TAKE3", amount_off=3.0))
+    prices = {r.item.item_id: r.item.price for r in response.items}
+    if any(price > 3.0 for price in prices.values()):
+        assert prices[response.copy.item_id] > 3.0
+    else:
+        assert any("promotion not applied" in p for p in response.copy.problems)
+    huge = live_tailor.recommend(best_user, k=3, promotion=common_pb2.Promotion(amount_off=10_000))
+    assert huge.copy.body and any("promotion not applied" in p for p in huge.copy.problems)
 
 
 def test_health_check(live_tailor):
@@ -168,6 +192,12 @@ def test_bad_requests_name_their_field(live_tailor, best_user):
             live_tailor.marketing.Recommend,
             marketing_pb2.RecommendRequest(user_id=best_user, k=3, filter=common_pb2.ItemFilter(max_price=-1)),
         ),
+        "text": lambda: live_tailor.retrieve(k=3, text="   "),
+        "promotion.ends": lambda: live_tailor.recommend(best_user, k=3, promotion=common_pb2.Promotion(ends="next week")),
+        "promotion.code": lambda: live_tailor.recommend(best_user, k=3, promotion=common_pb2.Promotion(code="DROP TABLE;")),
+        "reason": lambda: live_tailor._call(
+            live_tailor.copy.Generate, copy_pb2.GenerateRequest(user_id=best_user, item_ids=["22423"], reason="x" * 500)
+        ),
         "channel": lambda: live_tailor._call(
             live_tailor.copy.Generate, copy_pb2.GenerateRequest(user_id=best_user, item_ids=["22423"], channel=42)
         ),
@@ -197,11 +227,11 @@ def test_missing_application_metadata_still_reaches_the_only_app(live_tailor):
 
 
 def test_rank_messages_carry_item_facts(live_tailor, sample_artifacts, best_user):
-    item = sample_artifacts.items.iloc[10]
+    owned = sample_artifacts.owned_by(best_user)
+    item = sample_artifacts.items[~sample_artifacts.items["item_id"].isin(owned)].iloc[10]
     response = live_tailor._call(
         live_tailor.ranking.Rank, ranking_pb2.RankRequest(user_id=best_user, item_ids=[item["item_id"]], k=1)
     )
-    if response.items:  # empty only if the user owns it
-        got = response.items[0].item
-        assert (got.title, got.currency, got.has_price) == (item["title"], item["currency"], True)
-        assert got.price == pytest.approx(item["price"])
+    got = response.items[0].item
+    assert (got.item_id, got.title, got.currency, got.has_price) == (item["item_id"], item["title"], item["currency"], True)
+    assert got.price == pytest.approx(item["price"])

@@ -70,3 +70,16 @@ def test_popularity_counts_distinct_buyers():
     assert list(popularity["buyers"]) == [2, 1, 0]
     assert popularity.loc["a", "popularity"] == 1.0 and popularity.loc["c", "popularity"] == 0.0
     assert 0 < popularity.loc["b", "popularity"] < 1
+
+
+def test_activity_decades_old_still_gives_a_vector():
+    events = frame(
+        [
+            ("old", "a", "review", "1998-03-01", 5.0),
+            ("new", "b", "purchase", "2018-06-01", np.nan),
+        ]
+    )
+    profiles = build_profiles(ITEMS, VECTORS, events, ProfileConfig(recency_half_life_days=30))
+    users = profiles.users.set_index("user_id")
+    old = profiles.vectors[users.index.get_loc("old")]
+    assert old[0] > 0.99  # not underflowed to zero by 20 years of half-lives

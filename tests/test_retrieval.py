@@ -83,3 +83,18 @@ def test_text_query_finds_matching_titles(sample_artifacts, sample_config):
     found = Retriever(sample_artifacts).search(vector, 5)
     titles = sample_artifacts.items.set_index("item_id").loc[[c.item_id for c in found], "title"]
     assert any("CAKE" in title for title in titles), list(titles)
+
+
+@pytest.mark.parametrize("exact_max_items", [10_000, 100])
+def test_a_strict_filter_still_fills_k_from_either_index(exact_max_items):
+    rng = np.random.default_rng(5)
+    vectors = unit_rows(rng, 3_000)
+    index = build_index(vectors, IndexConfig(exact_max_items=exact_max_items))
+    allowed = np.zeros(3_000, dtype=bool)
+    allowed[rng.choice(3_000, 40, replace=False)] = True  # 1.3% of the catalogue
+    scores, ids = index.search(vectors[0], 10, allowed)
+    assert (ids[0] >= 0).all() and allowed[ids[0]].all()
+    # The exact answer among the allowed items.
+    truth = np.argsort(-(vectors[allowed] @ vectors[0]))[:10]
+    expected = np.flatnonzero(allowed)[truth]
+    assert len(set(ids[0]) & set(expected)) >= (10 if index.kind == "flat" else 9)

@@ -1,0 +1,80 @@
+"""A tiny canonical shop with the awkward cases the UCI sample lacks: a shopper with only a
+return, an item without a price, a view-only shopper."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from serving.requests import item_message
+from services.artifacts import Artifacts
+from services.build import build_artifacts
+from services.config import RankingConfig
+from services.copy_engine import CopyWriter
+from services.copywriting import Promotion, build_messages, template_copy
+from services.ranking import Ranker
+from services.retrieval import Retriever
+
+SENTINEL = "U-SENTINEL-4711"
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory, sample_config):
+    folder = tmp_path_factory.mktemp("edge_shop")
+    pd.DataFrame(
+        {
+            "item_id": ["T1", "T2", "S1", "S2", "H1"],
+            "title": ["Red Ceramic Teapot", "Blue Teapot Warmer", "Wool Scarf", "Silk Scarf", "Garden Hose"],
+            "price": [12.5, 6.0, None, 20.0, 15.0],
+            "currency": ["EUR"] * 5,
+            "category": ["kitchen", "kitchen", "fashion", "fashion", "garden"],
+        }
+    ).to_csv(folder / "items.csv", index=False)
+    pd.DataFrame(
+        {
+            "user_id": [SENTINEL, SENTINEL, "buyer2", "buyer2", "returner", "viewer"],
+            "item_id": ["T1", "S1", "T1", "H1", "S2", "T2"],
+            "event_type": ["purchase", "purchase", "purchase", "purchase", "return", "view"],
+            "timestamp": ["2024-01-01", "2024-02-01", "2024-01-05", "2024-03-01", "2024-03-02", "2024-03-03"],
+        }
+    ).to_csv(folder / "events.csv", index=False)
+    config = sample_config.model_copy(update={"artifacts_dir": tmp_path_factory.mktemp("edge_artifacts")})
+    build_artifacts(folder, config.artifacts_dir, config)
+    return Artifacts.open(config.artifacts_dir, config.index), config
+
+
+def test_a_shopper_with_only_a_return_gets_popular_items(edge):
+    artifacts, config = edge
+    found = Retriever(artifacts).for_user("returner", 3)
+    assert [c.source for c in found] == ["popular"] * 3
+    assert found[0].item_id == "T1"  # two buyers, the most popular
+    ranked = Ranker(artifacts, RankingConfig()).rank("returner", [c.item_id for c in found], 3)
+    assert ranked and all(r.reasons for r in ranked) and ranked[0].reasons[0].startswith("popular")
+
+
+def test_a_view_only_shopper_is_a_known_user_with_a_vector(edge):
+    artifacts, _ = edge
+    found = Retriever(artifacts).for_user("viewer", 2)
+    assert found[0].source == "ann"
+    users = artifacts.users.set_index("user_id")
+    assert users.loc["viewer", "purchase_count"] == 0 and "teapot" in users.loc["viewer", "interests"]
+
+
+def test_an_unpriced_item_says_so_everywhere(edge):
+    artifacts, config = edge
+    row = artifacts.items.set_index("item_id", drop=False).loc["S1"]
+    message = item_message(row)
+    assert (message.has_price, message.price) == (False, 0.0)
+    facts = CopyWriter(artifacts, None, config).facts("buyer2", "S1", "push", "en", Promotion(), "")
+    assert facts.price is None
+    copy = template_copy(facts)
+    assert "€" not in copy.body and "EUR" not in copy.body
+
+
+def test_the_prompt_carries_no_user_id(edge):
+    artifacts, config = edge
+    facts = CopyWriter(artifacts, None, config).facts(SENTINEL, "T2", "push", "en", Promotion(), "", "similar to Red Ceramic Teapot you bought")
+    prompt = " ".join(message["content"] for message in build_messages(facts))
+    assert SENTINEL not in prompt and "4711" not in prompt
+    assert "Blue Teapot Warmer" in prompt and "6.00" in prompt and "teapot" in prompt.lower()
+    assert facts.recent_titles[0] == "Wool Scarf"  # the most recent purchase first
