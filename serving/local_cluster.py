@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from services.config import TailorConfig
@@ -21,6 +22,8 @@ def start(config: TailorConfig, quiet: bool = False) -> None:
 
     current_build_dir(config.artifacts_dir)  # fail now, clearly, if nothing is published
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if quiet:  # Serve's start-up chatter; warnings and errors still show
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
     ray.init(
         address="local",  # always a Ray of our own: never attach to (and later shut down) someone else's
         include_dashboard=False,
