@@ -61,15 +61,6 @@ class LLMEngine:
         prompt = self.prompt(messages)
         return list(await asyncio.gather(*(self._one(prompt, schema) for _ in range(n))))
 
-    async def stream_json(self, messages: list[dict[str, str]], schema: dict):
-        """Yield the text as it grows (deltas), for GenerateStream."""
-        seen = 0
-        async for output in self.engine.generate(self.prompt(messages), self._params(schema), request_id=uuid.uuid4().hex):
-            text = output.outputs[0].text
-            if len(text) > seen:
-                yield text[seen:]
-                seen = len(text)
-
     def _params(self, schema: dict):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
