@@ -37,8 +37,8 @@ def main() -> None:
     from services.artifacts import Artifacts
     from services.build import build_artifacts
     from services.config import load_config
-    from services.ranking import Ranker
-    from services.retrieval import Retriever
+    from services.recommend.ranking import Ranker
+    from services.recommend.candidates import Retriever
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=None)

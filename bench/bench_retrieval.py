@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from services.config import IndexConfig
-from services.vector_index import build_index
+from services.recommend.vector_index import build_index
 
 
 def main() -> None:

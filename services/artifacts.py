@@ -26,7 +26,7 @@ import pandas as pd
 
 from services.config import IndexConfig
 from services.errors import NotFound, Unavailable
-from services.vector_index import VectorIndex
+from services.recommend.vector_index import VectorIndex
 
 CURRENT = "current"
 BUILDS = "builds"

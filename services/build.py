@@ -23,11 +23,11 @@ import pandas as pd
 
 from services.artifacts import BUILDS, MANIFEST, current_build_dir, publish
 from services.config import TailorConfig
-from services.embedding import TextEmbedder, item_texts
+from services.recommend.embedding import TextEmbedder, item_texts
 from services.errors import DataFileError, Unavailable
-from services.profiles import build_profiles
+from services.insights.profiles import build_profiles
 from services.shop_data import load_shop_data
-from services.vector_index import build_index
+from services.recommend.vector_index import build_index
 
 # (step, done, total): lets the command line draw progress bars without the domain knowing how.
 Progress = Callable[[str, int, int], None]

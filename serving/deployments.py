@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 from ray import serve
 
-from serving import requests
+from serving import messages
 from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.copy_engine import CopyWriter as CopyWriterDomain
 from services.copy_engine import LLMEngine
-from services.embedding import TextEmbedder
+from services.recommend.embedding import TextEmbedder
 from services.errors import InvalidArgument
-from services.ranking import Ranker as RankerDomain
-from services.retrieval import Retriever as RetrieverDomain
+from services.recommend.ranking import Ranker as RankerDomain
+from services.recommend.candidates import Retriever as RetrieverDomain
 from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, ranking_pb2, retrieval_pb2
 
 
@@ -28,7 +28,7 @@ class Embedder:
         self.embedder = TextEmbedder(self.config)
 
     def Embed(self, request: embedding_pb2.EmbedRequest) -> embedding_pb2.EmbedResponse:
-        texts = requests.check_texts(request.texts, self.config.serving)
+        texts = messages.check_texts(request.texts, self.config.serving)
         vectors = self.embedder.embed(texts)
         return embedding_pb2.EmbedResponse(
             vectors=[common_pb2.Vector(values=vector) for vector in vectors],
@@ -46,17 +46,17 @@ class Retriever:
         self.embedder = embedder
 
     async def Retrieve(self, request: retrieval_pb2.RetrieveRequest) -> retrieval_pb2.RetrieveResponse:
-        k = requests.check_k(request.k, self.config.serving)
-        item_filter = requests.item_filter(request.filter)
+        k = messages.check_k(request.k, self.config.serving)
+        item_filter = messages.item_filter(request.filter)
         query = request.WhichOneof("query")
         if query is None:
             raise InvalidArgument("query", "set one of user_id, text or vector")
         if query == "user_id":
-            user_id = requests.check_user_id(request.user_id)
+            user_id = messages.check_user_id(request.user_id)
             candidates = self.retriever.for_user(user_id, k, item_filter, exclude_owned=request.exclude_purchased)
         else:
             if query == "text":
-                text = requests.check_text(request.text, self.config.serving, field="text")
+                text = messages.check_text(request.text, self.config.serving, field="text")
                 embedded = await self.embedder.Embed.remote(embedding_pb2.EmbedRequest(texts=[text]))
                 vector = np.asarray(embedded.vectors[0].values, dtype=np.float32)
             else:
@@ -88,13 +88,13 @@ class Ranker:
         self.ranker = RankerDomain(self.artifacts, self.config.ranking)
 
     def Rank(self, request: ranking_pb2.RankRequest) -> ranking_pb2.RankResponse:
-        user_id = requests.check_user_id(request.user_id)
-        item_ids = requests.check_item_ids(request.item_ids, self.config.serving.max_candidates)
-        k = requests.check_k(request.k, self.config.serving)
-        ranked = self.ranker.rank(user_id, item_ids, k, requests.item_filter(request.filter))
+        user_id = messages.check_user_id(request.user_id)
+        item_ids = messages.check_item_ids(request.item_ids, self.config.serving.max_candidates)
+        k = messages.check_k(request.k, self.config.serving)
+        ranked = self.ranker.rank(user_id, item_ids, k, messages.item_filter(request.filter))
         rows = self.artifacts.items.iloc[self.artifacts.item_indices([r.item_id for r in ranked])] if ranked else None
         return ranking_pb2.RankResponse(
-            items=[requests.ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)],
+            items=[messages.ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)],
             ranker=self.ranker.name,
             build_id=self.artifacts.build_id,
         )
@@ -110,20 +110,20 @@ class CopyWriter:
 
     async def Generate(self, request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateResponse:
         limits = self.config.serving
-        user_id = requests.check_user_id(request.user_id)
-        item_ids = requests.check_item_ids(request.item_ids, limits.max_copy_items)
+        user_id = messages.check_user_id(request.user_id)
+        item_ids = messages.check_item_ids(request.item_ids, limits.max_copy_items)
         n = request.n_variants or 1
         if not 1 <= n <= limits.max_variants:
             raise InvalidArgument("n_variants", f"must be between 1 and {limits.max_variants}, got {n}")
-        channel = requests.channel_name(request.channel)
-        language = requests.language_name(request.language)
-        promotion = requests.promotion(request.promotion)
+        channel = messages.channel_name(request.channel)
+        language = messages.language_name(request.language)
+        promotion = messages.promotion(request.promotion)
         self.artifacts.item_indices(item_ids)  # every id must exist, not only the headline one
-        reason = requests.check_short_text(request.reason, "reason", 200)
+        reason = messages.check_short_text(request.reason, "reason", 200)
         facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, request.tone.strip(), reason)
         outcomes = await self.writer.write(facts, n)
         return copy_pb2.GenerateResponse(
-            variants=[requests.variant_message(outcome, facts.item_id) for outcome in outcomes],
+            variants=[messages.variant_message(outcome, facts.item_id) for outcome in outcomes],
             model=self.engine.model_name,
             channel=channel,
             language=language,

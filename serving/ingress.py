@@ -18,11 +18,11 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 
-from serving import requests
+from serving import messages
 from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Unavailable
-from services.profiles import summarise
+from services.insights.profiles import summarise
 from tailor.v1 import (
     copy_pb2,
     embedding_pb2,
@@ -79,12 +79,12 @@ class Marketing:
         return await answer(grpc_context, marketing_pb2.RecommendResponse(), lambda: self.recommend(request))
 
     async def recommend(self, request: marketing_pb2.RecommendRequest) -> marketing_pb2.RecommendResponse:
-        user_id = requests.check_user_id(request.user_id)
-        k = requests.check_k(request.k, self.config.serving)
-        requests.item_filter(request.filter)  # checked here so a bad request fails before any work
-        requests.channel_name(request.channel)
-        requests.language_name(request.language)
-        promotion = requests.promotion(request.promotion)
+        user_id = messages.check_user_id(request.user_id)
+        k = messages.check_k(request.k, self.config.serving)
+        messages.item_filter(request.filter)  # checked here so a bad request fails before any work
+        messages.channel_name(request.channel)
+        messages.language_name(request.language)
+        promotion = messages.promotion(request.promotion)
         profile = summarise(self.artifacts.users.iloc[self.artifacts.user_index(user_id)])
         response = marketing_pb2.RecommendResponse(
             profile=marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)}),

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from serving.requests import item_message
+from serving.messages import item_message
 from services.artifacts import Artifacts
 from services.build import build_artifacts
 from services.config import RankingConfig
 from services.copy_engine import CopyWriter
 from services.copywriting import Promotion, build_messages, template_copy
-from services.ranking import Ranker
-from services.retrieval import Retriever
+from services.recommend.ranking import Ranker
+from services.recommend.candidates import Retriever
 
 SENTINEL = "U-SENTINEL-4711"
 

@@ -36,7 +36,7 @@ def test_embed(live_tailor, sample_config):
     assert response.dimension == 384 and len(response.vectors) == 2
     vectors = np.array([v.values for v in response.vectors])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    from services.embedding import TextEmbedder
+    from services.recommend.embedding import TextEmbedder
 
     local = TextEmbedder(sample_config).embed(["regency cake stand"])[0]
     assert float(local @ vectors[1]) > 0.999  # the served model is the one the build used

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from services.config import ProfileConfig
-from services.profiles import build_profiles
+from services.insights.profiles import build_profiles
 
 
 def frame(rows):

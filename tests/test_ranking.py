@@ -6,8 +6,8 @@ import pytest
 
 from services.config import RankingConfig
 from services.errors import NotFound
-from services.ranking import Ranker
-from services.retrieval import ItemFilter
+from services.recommend.ranking import Ranker
+from services.recommend.filters import ItemFilter
 
 
 def test_purchased_items_are_never_returned(sample_artifacts):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from services.config import IndexConfig
-from services.retrieval import ItemFilter, Retriever
-from services.vector_index import build_index
+from services.recommend.candidates import Retriever
+from services.recommend.filters import ItemFilter
+from services.recommend.vector_index import build_index
 
 
 def unit_rows(rng, n, d=64):
@@ -43,7 +44,7 @@ def test_hnsw_recall_against_exact():
 
 
 def test_index_round_trips_through_a_file(tmp_path):
-    from services.vector_index import VectorIndex
+    from services.recommend.vector_index import VectorIndex
 
     rng = np.random.default_rng(3)
     vectors = unit_rows(rng, 1_500)
@@ -77,7 +78,7 @@ def test_filters_never_shorten_the_list_silently(sample_artifacts):
 
 
 def test_text_query_finds_matching_titles(sample_artifacts, sample_config):
-    from services.embedding import TextEmbedder
+    from services.recommend.embedding import TextEmbedder
 
     vector = TextEmbedder(sample_config).embed(["cake stand"])[0]
     found = Retriever(sample_artifacts).search(vector, 5)

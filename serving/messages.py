@@ -12,8 +12,8 @@ import pandas as pd
 from services.config import ServingConfig
 from services.copywriting import CopyOutcome, Promotion
 from services.errors import InvalidArgument
-from services.ranking import RankedItem
-from services.retrieval import ItemFilter
+from services.recommend.ranking import RankedItem
+from services.recommend.filters import ItemFilter
 from tailor.v1 import common_pb2, copy_pb2, ranking_pb2
 
 PROMOTION_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")

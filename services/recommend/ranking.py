@@ -11,7 +11,7 @@ import numpy as np
 
 from services.artifacts import Artifacts
 from services.config import RankingConfig
-from services.retrieval import ItemFilter
+from services.recommend.filters import ItemFilter
 
 RANKER_NAME = "similarity+popularity/v1"
 # Below this cosine similarity, "similar to X you bought" is not a believable reason.
