@@ -79,17 +79,8 @@ def event_weights(events: pd.DataFrame, config: ProfileConfig) -> np.ndarray:
 def build_profiles(
     items: pd.DataFrame, item_vectors: np.ndarray, events: pd.DataFrame, config: ProfileConfig
 ) -> Profiles:
-    item_row = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
     user_ids = np.sort(events["user_id"].unique())
-    user_row = pd.Series(np.arange(len(user_ids)), index=user_ids)
-
-    rows = user_row.loc[events["user_id"].to_numpy()].to_numpy()
-    cols = item_row.loc[events["item_id"].to_numpy()].to_numpy()
-    weights = event_weights(events, config)
-    interactions = sparse.csr_matrix((weights, (rows, cols)), shape=(len(user_ids), len(items)))
-    summed = interactions @ np.asarray(item_vectors, dtype=np.float64)
-    norms = np.linalg.norm(summed, axis=1, keepdims=True)
-    vectors = np.divide(summed, norms, out=np.zeros_like(summed), where=norms > 0).astype(np.float32)
+    vectors = user_vectors(user_ids, items, item_vectors, events, config)
 
     owned = events[events["event_type"].isin(OWNED_EVENTS)]
     purchases = (
@@ -101,6 +92,22 @@ def build_profiles(
     liked = events[events["event_type"].isin(POSITIVE_EVENTS)]
     users["interests"] = interest_tags(user_ids, liked, items, config.interest_tags)
     return Profiles(users=users, vectors=vectors, purchases=purchases, popularity=item_popularity(items, events))
+
+
+def user_vectors(
+    user_ids: np.ndarray, items: pd.DataFrame, item_vectors: np.ndarray, events: pd.DataFrame, config: ProfileConfig
+) -> np.ndarray:
+    """Row i: the recency-weighted mean of the vectors of what user_ids[i] bought or viewed, L2-normalised."""
+    item_row = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
+    user_row = pd.Series(np.arange(len(user_ids)), index=user_ids)
+    events = events[events["user_id"].isin(user_row.index)]
+    rows = user_row.loc[events["user_id"].to_numpy()].to_numpy()
+    cols = item_row.loc[events["item_id"].to_numpy()].to_numpy()
+    weights = event_weights(events, config)
+    interactions = sparse.csr_matrix((weights, (rows, cols)), shape=(len(user_ids), len(items)))
+    summed = interactions @ np.asarray(item_vectors, dtype=np.float64)
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    return np.divide(summed, norms, out=np.zeros_like(summed), where=norms > 0).astype(np.float32)
 
 
 def summarise_users(user_ids: np.ndarray, events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
