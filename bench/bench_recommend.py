@@ -37,8 +37,7 @@ def main() -> None:
     from services.artifacts import Artifacts
     from services.build import build_artifacts
     from services.config import load_config
-    from services.recommend.ranking import Ranker
-    from services.recommend.candidates import Retriever
+    from services.recommend.flow import RecommendationFlow, ShopperQuery
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=None)
@@ -55,12 +54,11 @@ def main() -> None:
         users = list(build.users.sort_values("purchase_count", ascending=False)["user_id"])
         users = (users * (args.requests // len(users) + 1))[: args.requests]
 
-        retriever, ranker = Retriever(build), Ranker(build, config.ranking)
+        flow = RecommendationFlow(build, config)
         in_process = []
         for user in users:
             started = time.perf_counter()
-            candidates = retriever.for_user(user, config.ranking.candidates)
-            ranker.rank(user, [c.item_id for c in candidates], args.k)
+            flow.recommend(ShopperQuery(user_id=user, k=args.k))
             in_process.append(time.perf_counter() - started)
 
         local_cluster.start(config, quiet=True)
@@ -82,8 +80,8 @@ def main() -> None:
         finally:
             local_cluster.stop()
 
-    print(f"{len(build.items):,} items, {len(build.users):,} users; k={args.k}, {config.ranking.candidates} candidates")
-    print(f"in-process retrieve+rank (baseline)   {percentiles(in_process)}")
+    print(f"{len(build.items):,} items, {len(build.users):,} users; k={args.k}, ranker {flow.ranker.name}")
+    print(f"in-process candidates+rank (baseline) {percentiles(in_process)}")
     print(f"gRPC Recommend, products only         {percentiles(served)}")
     print(f"gRPC Recommend, products + LLM copy   {percentiles(with_copy)}")
     ratio = statistics.median(served) / statistics.median(in_process)

@@ -53,10 +53,18 @@ class TailorClient:
         user_id: str | None = None,
         text: str | None = None,
         vector: Sequence[float] | None = None,
-        exclude_purchased: bool = True,
+        exclude_purchased: bool = False,
         item_filter: common_pb2.ItemFilter | None = None,
+        cold_start: bool = False,
+        context_item_ids: Sequence[str] = (),
     ) -> retrieval_pb2.RetrieveResponse:
-        request = retrieval_pb2.RetrieveRequest(k=k, exclude_purchased=exclude_purchased, filter=item_filter)
+        request = retrieval_pb2.RetrieveRequest(
+            k=k,
+            exclude_purchased=exclude_purchased,
+            filter=item_filter,
+            cold_start=cold_start,
+            context_item_ids=list(context_item_ids),
+        )
         if user_id is not None:
             request.user_id = user_id
         elif text is not None:
@@ -68,8 +76,25 @@ class TailorClient:
     def index_info(self) -> retrieval_pb2.IndexInfoResponse:
         return self._call(self.retrieval.IndexInfo, retrieval_pb2.IndexInfoRequest())
 
-    def rank(self, user_id: str, item_ids: Iterable[str], k: int) -> ranking_pb2.RankResponse:
-        return self._call(self.ranking.Rank, ranking_pb2.RankRequest(user_id=user_id, item_ids=list(item_ids), k=k))
+    def rank(
+        self,
+        user_id: str,
+        item_ids: Iterable[str] = (),
+        k: int = 10,
+        candidates: Iterable[retrieval_pb2.Candidate] = (),
+        exclude_purchased: bool = False,
+        item_filter: common_pb2.ItemFilter | None = None,
+    ) -> ranking_pb2.RankResponse:
+        """Rank item ids, or candidates with their sources (e.g. a retrieve() answer's)."""
+        request = ranking_pb2.RankRequest(
+            user_id=user_id,
+            item_ids=list(item_ids),
+            k=k,
+            candidates=list(candidates),
+            exclude_purchased=exclude_purchased,
+            filter=item_filter,
+        )
+        return self._call(self.ranking.Rank, request)
 
     def generate(
         self,
@@ -103,6 +128,10 @@ class TailorClient:
         promotion: common_pb2.Promotion | None = None,
         skip_copy: bool = False,
         tone: str = "",
+        exclude_purchased: bool = False,
+        cold_start: bool = False,
+        context_item_ids: Sequence[str] = (),
+        item_filter: common_pb2.ItemFilter | None = None,
     ) -> marketing_pb2.RecommendResponse:
         return self._call(
             self.marketing.Recommend,
@@ -114,6 +143,10 @@ class TailorClient:
                 promotion=promotion,
                 skip_copy=skip_copy,
                 tone=tone,
+                exclude_purchased=exclude_purchased,
+                cold_start=cold_start,
+                context_item_ids=list(context_item_ids),
+                filter=item_filter,
             ),
         )
 

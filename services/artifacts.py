@@ -2,14 +2,8 @@
 
 Layout under the artifacts folder:
 
-    builds/<build_id>/      one complete build (never changed after it is published)
-        manifest.json       versions, row counts, drop counts, index facts
-        items.parquet       the catalog + popularity; row i ↔ item vector i ↔ index id i
-        item_vectors.npy    float32, L2-normalised
-        items.faiss         FAISS index over item_vectors
-        users.parquet       one row per user; row i ↔ user vector i
-        user_vectors.npy
-        purchases.parquet   (user_id, item_id): what each user owns, never recommended again
+    builds/<build_id>/      one complete build (never changed after it is published); its
+                            files are the FILES table below, written and read by that name
     current -> builds/<build_id>   switched atomically (rename of a new link over the old)
 """
 
@@ -24,13 +18,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.config import IndexConfig
+from services.config import IndexConfig, TailorConfig
+from services.insights.co_purchase import CoPurchase
+from services.insights.history import ShopHistory
 from services.errors import NotFound, Unavailable
 from services.recommend.vector_index import VectorIndex
 
 CURRENT = "current"
 BUILDS = "builds"
 MANIFEST = "manifest.json"
+# Every file of a build. Item row i ↔ item vector i ↔ index id i; user row i ↔ user vector i.
+FILES = {
+    "manifest": MANIFEST,                       # versions, row and drop counts, index, ranker
+    "items": "items.parquet",                   # the catalog + popularity
+    "item_vectors": "item_vectors.npy",         # float32, L2-normalised
+    "index": "items.faiss",                     # FAISS index over item_vectors
+    "users": "users.parquet",                   # profiles: one row per shopper
+    "user_vectors": "user_vectors.npy",
+    "purchases": "purchases.parquet",           # (user_id, item_id, times, last_at): what each owns
+    "history_pairs": "history_pairs.parquet",   # shopper × item purchase history (insights.history)
+    "history_items": "history_items.parquet",   # per item demand and re-order behaviour
+    "history_users": "history_users.parquet",   # per shopper frequency, recency, spend
+    "co_purchase": "co_purchase.parquet",       # item → neighbours in baskets (insights.co_purchase)
+    "co_purchase_items": "co_purchase_items.parquet",
+    "ranker": "ranker.lgb.txt",                 # LightGBM LambdaRank model (absent with the blend)
+}
 
 
 def publish(artifacts_dir: Path, build_dir: Path) -> None:
@@ -72,9 +84,12 @@ class Artifacts:
     def build_id(self) -> str:
         return self.manifest["build_id"]
 
+    def file(self, name: str) -> Path:
+        return self.path / FILES[name]
+
     @cached_property
     def items(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "items.parquet")
+        return pd.read_parquet(self.file("items"))
 
     @cached_property
     def item_row(self) -> pd.Series:
@@ -82,15 +97,15 @@ class Artifacts:
 
     @cached_property
     def item_vectors(self) -> np.ndarray:
-        return np.load(self.path / "item_vectors.npy", mmap_mode="r")
+        return np.load(self.file("item_vectors"), mmap_mode="r")
 
     @cached_property
     def index(self) -> VectorIndex:
-        return VectorIndex.load(self.path / "items.faiss", self.index_config)
+        return VectorIndex.load(self.file("index"), self.index_config)
 
     @cached_property
     def users(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "users.parquet")
+        return pd.read_parquet(self.file("users"))
 
     @cached_property
     def user_row(self) -> pd.Series:
@@ -98,17 +113,47 @@ class Artifacts:
 
     @cached_property
     def user_vectors(self) -> np.ndarray:
-        return np.load(self.path / "user_vectors.npy", mmap_mode="r")
+        return np.load(self.file("user_vectors"), mmap_mode="r")
 
     @cached_property
     def owned_recent_first(self) -> dict[str, tuple[str, ...]]:
-        purchases = pd.read_parquet(self.path / "purchases.parquet", columns=["user_id", "item_id", "last_at"])
+        purchases = pd.read_parquet(self.file("purchases"), columns=["user_id", "item_id", "last_at"])
         purchases = purchases.sort_values(["user_id", "last_at", "item_id"], ascending=[True, False, True])
         return {user: tuple(group) for user, group in purchases.groupby("user_id", sort=False)["item_id"]}
 
     @cached_property
     def owned(self) -> dict[str, frozenset[str]]:
         return {user: frozenset(items) for user, items in self.owned_recent_first.items()}
+
+    @cached_property
+    def history(self) -> ShopHistory:
+        return ShopHistory.from_tables(
+            pd.read_parquet(self.file("history_pairs")),
+            pd.read_parquet(self.file("history_items")),
+            pd.read_parquet(self.file("history_users")),
+        )
+
+    @cached_property
+    def co_purchase(self) -> CoPurchase:
+        item_baskets = pd.read_parquet(self.file("co_purchase_items"))["baskets"].to_numpy()
+        return CoPurchase.from_table(
+            pd.read_parquet(self.file("co_purchase")), len(self.items), self.manifest["co_purchase"]["baskets"], item_baskets
+        )
+
+    @cached_property
+    def ranker(self):
+        from services.recommend.ranking import load_ranker
+
+        return load_ranker(self.file("ranker"), self.manifest)
+
+    def snapshot(self, config: TailorConfig):
+        """Everything the recommendation flow reads, as of the end of the build's log."""
+        from services.recommend.snapshot import Snapshot
+
+        # Same user order as the profiles: the history and the user vectors share user rows.
+        assert (self.history.user_ids == self.users["user_id"].to_numpy()).all(), "history and profiles disagree"
+        vectors = np.asarray(self.item_vectors)
+        return Snapshot(self.items, vectors, self.index, self.history, self.co_purchase, np.asarray(self.user_vectors), config)
 
     def user_index(self, user_id: str, field: str = "user_id") -> int:
         if not user_id:

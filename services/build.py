@@ -21,18 +21,21 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from services.artifacts import BUILDS, MANIFEST, current_build_dir, publish
+from services.artifacts import BUILDS, FILES, MANIFEST, current_build_dir, publish
 from services.config import TailorConfig
 from services.recommend.embedding import TextEmbedder, item_texts
 from services.errors import DataFileError, Unavailable
+from services.insights.co_purchase import co_purchase
+from services.insights.history import shop_history
 from services.insights.profiles import build_profiles
-from services.shop_data import load_shop_data
+from services.recommend.ranking import train_ranker
+from services.shop_data import ShopData, load_shop_data
 from services.recommend.vector_index import build_index
 
 # (step, done, total): lets the command line draw progress bars without the domain knowing how.
 Progress = Callable[[str, int, int], None]
 EMBED_CHUNK = 512
-PACKAGES = ("faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn")
+PACKAGES = ("faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm")
 
 
 @dataclass
@@ -53,13 +56,27 @@ def build_artifacts(
     """Build and publish; with force=False an identical published build (same cleaned data,
     same settings) is kept instead of rebuilt."""
     started = time.perf_counter()
-    artifacts_dir = Path(artifacts_dir)
     progress("load data", 0, 1)
     shop = load_shop_data(data)
     progress("load data", 1, 1)
+    return build_from_shop_data(shop, data, artifacts_dir, config, progress, force, started)
+
+
+def build_from_shop_data(
+    shop: ShopData,
+    data: Path,
+    artifacts_dir: Path,
+    config: TailorConfig,
+    progress: Progress = no_progress,
+    force: bool = False,
+    started: float | None = None,
+) -> BuildResult:
+    """Build and publish from data already loaded (the evaluation builds on a time split this way)."""
+    started = time.perf_counter() if started is None else started
+    artifacts_dir = Path(artifacts_dir)
     if shop.events.empty:
         raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
-    settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding"}))
+    settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding", "ranking"}))
     fingerprint = content_hash(shop.items, shop.events, settings)
     if not force and (published := published_manifest(artifacts_dir)) and published.get("fingerprint") == fingerprint:
         return BuildResult(current_build_dir(artifacts_dir), published, reused=True)
@@ -81,6 +98,14 @@ def build_artifacts(
     items = items.merge(profiles.popularity, on="item_id", how="left", validate="one_to_one")
     progress("profile users", 1, 1)
 
+    # What serving reads as of the end of the log; the ranker learns the same at an earlier cut.
+    progress("shop history", 0, 1)
+    as_of = shop.events["timestamp"].max() + pd.Timedelta(seconds=1)
+    history = shop_history(shop.events, items, as_of, config.ranking.recent_days)
+    baskets = co_purchase(shop.events, items)
+    progress("shop history", 1, 1)
+    trained = train_ranker(shop.events, items, vectors, index, config, progress)
+
     built_at = datetime.now(timezone.utc)
     # Time first so builds sort by age; the suffix keeps two builds in one second apart.
     build_id = f"{built_at:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}-{uuid.uuid4().hex[:4]}"
@@ -91,12 +116,17 @@ def build_artifacts(
     staging.mkdir()
 
     progress("write build", 0, 1)
-    items.to_parquet(staging / "items.parquet", index=False)
-    np.save(staging / "item_vectors.npy", vectors)
-    index.save(staging / "items.faiss")
-    profiles.users.to_parquet(staging / "users.parquet", index=False)
-    np.save(staging / "user_vectors.npy", profiles.vectors)
-    profiles.purchases.to_parquet(staging / "purchases.parquet", index=False)
+    items.to_parquet(staging / FILES["items"], index=False)
+    np.save(staging / FILES["item_vectors"], vectors)
+    index.save(staging / FILES["index"])
+    profiles.users.to_parquet(staging / FILES["users"], index=False)
+    np.save(staging / FILES["user_vectors"], profiles.vectors)
+    profiles.purchases.to_parquet(staging / FILES["purchases"], index=False)
+    for name, table in history.tables().items():
+        table.to_parquet(staging / FILES[f"history_{name}"], index=False)
+    baskets.table().to_parquet(staging / FILES["co_purchase"], index=False)
+    pd.DataFrame({"baskets": baskets.item_baskets}).to_parquet(staging / FILES["co_purchase_items"], index=False)
+    trained.save(staging / FILES["ranker"])
     manifest = {
         "build_id": build_id,
         "fingerprint": fingerprint,
@@ -115,6 +145,14 @@ def build_artifacts(
         },
         "embedding": {"model": embedder.model_name, "path": embedder.model_path, "dimension": embedder.dimension},
         "index": {"type": index.kind, "size": index.size, "dimension": index.dimension, "metric": "inner_product"},
+        "co_purchase": {"baskets": baskets.baskets, "pairs": int(baskets.scores.nnz)},
+        "repurchase": {
+            "policy": config.ranking.repurchase_policy,
+            "reorderable_items": int(
+                history.reorderable(config.ranking.reorder_min_share, config.ranking.reorder_min_buyers).sum()
+            ),
+        },
+        "ranker": trained.report,
         "config": settings,
         "versions": versions(),
         "seconds": round(time.perf_counter() - started, 1),

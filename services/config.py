@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
@@ -48,10 +48,32 @@ class ProfileConfig(BaseModel):
 
 
 class RankingConfig(BaseModel):
-    similarity_weight: float = Field(0.8, ge=0)
-    popularity_weight: float = Field(0.2, ge=0)
-    # Candidates the Marketing flow asks the retriever for before ranking.
-    candidates: int = Field(100, ge=1)
+    # What a shopper bought before may come back: "reorderable" offers again the items the
+    # shop sees re-ordered by the same shoppers (never a one-off item), "never" offers nothing
+    # owned, "always" ignores ownership. A request's exclude_purchased forces "never".
+    repurchase_policy: Literal["reorderable", "never", "always"] = "reorderable"
+    # An item is re-orderable when this share of its buyers, and at least reorder_min_buyers
+    # of them, bought it in two or more baskets.
+    reorder_min_share: float = Field(0.05, ge=0, le=1)
+    reorder_min_buyers: int = Field(2, ge=1)
+    # Each candidate source's list before merging (the shopper's own history is taken whole,
+    # up to history_candidates).
+    candidates_per_source: int = Field(50, ge=1)
+    history_candidates: int = Field(300, ge=1)
+    # "Recent" popularity and the "popular this month" reason look back this many days.
+    recent_days: float = Field(30.0, gt=0)
+    # Weight of diversity in the MMR re-rank of the final list: 0 = off, 1 = diversity only.
+    diversity: float = Field(0.1, ge=0, le=1)
+    # The learned ranker: features from before an internal cut this many days before the end
+    # of the log, graded labels from the days after it.
+    label_days: float = Field(30.0, gt=0)
+    # Below this many shoppers with a purchase after the internal cut, the documented blend
+    # ranks instead of LightGBM (the manifest says which).
+    min_training_shoppers: int = Field(50, ge=2)
+    boost_rounds: int = Field(400, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    seed: int = 0
 
 
 class LLMConfig(BaseModel):
@@ -86,6 +108,8 @@ class ServingConfig(BaseModel):
     max_text_chars: int = Field(2_000, ge=1)
     max_candidates: int = Field(1_000, ge=1)
     max_copy_items: int = Field(10, ge=1)
+    max_context_items: int = Field(50, ge=1)
+    max_id_chars: int = Field(128, ge=1)
     max_variants: int = Field(4, ge=1)
     # CPUs each replica reserves; fractions let all five deployments share two cores.
     replica_cpus: float = Field(0.25, gt=0)

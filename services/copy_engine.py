@@ -114,7 +114,7 @@ class CopyWriter:
         tone: str,
         reason: str = "",
     ) -> CopyFacts:
-        user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)]
+        user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)] if user_id else None
         item = self.artifacts.items.iloc[int(self.artifacts.item_indices([item_id])[0])]
         price = float(item["price"]) if np.isfinite(item["price"]) else None
         if price is not None and promotion.amount_off >= price > 0:
@@ -126,8 +126,8 @@ class CopyWriter:
             currency=str(item["currency"] or ""),
             category=str(item["category"] or ""),
             brand=str(item["brand"] or ""),
-            interests=tuple(user["interests"]),
-            recent_titles=self.recent_titles(user_id),
+            interests=tuple(user["interests"]) if user is not None else (),
+            recent_titles=self.recent_titles(user_id) if user is not None else (),
             reason=reason,
             channel=channel,
             language=language,

@@ -16,8 +16,8 @@ from services.copy_engine import CopyWriter as CopyWriterDomain
 from services.copy_engine import LLMEngine
 from services.recommend.embedding import TextEmbedder
 from services.errors import InvalidArgument
-from services.recommend.ranking import Ranker as RankerDomain
-from services.recommend.candidates import Retriever as RetrieverDomain
+from services.recommend.candidates import check_vector
+from services.recommend.flow import RecommendationFlow
 from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, ranking_pb2, retrieval_pb2
 
 
@@ -42,38 +42,39 @@ class Retriever:
     def __init__(self, config: dict, build_dir: str, embedder):
         self.config = TailorConfig(**config)
         self.artifacts = Artifacts(Path(build_dir), self.config.index)
-        self.retriever = RetrieverDomain(self.artifacts)
+        self.flow = RecommendationFlow(self.artifacts, self.config)
         self.embedder = embedder
 
     async def Retrieve(self, request: retrieval_pb2.RetrieveRequest) -> retrieval_pb2.RetrieveResponse:
-        k = messages.check_k(request.k, self.config.serving)
-        item_filter = messages.item_filter(request.filter)
+        limits = self.config.serving
+        k = messages.check_k(request.k, limits)
         query = request.WhichOneof("query")
-        if query is None:
-            raise InvalidArgument("query", "set one of user_id, text or vector")
-        if query == "user_id":
-            user_id = messages.check_user_id(request.user_id)
-            candidates = self.retriever.for_user(user_id, k, item_filter, exclude_owned=request.exclude_purchased)
+        if query == "user_id" or (query is None and request.cold_start):
+            found = self.flow.retrieve(messages.shopper_query(request, limits, k))
+            candidates = [messages.candidate_message(item_id, scores) for item_id, scores in found]
+        elif query is None:
+            raise InvalidArgument("query", "set one of user_id, text or vector (or cold_start)")
         else:
+            item_filter = messages.item_filter(request.filter)
             if query == "text":
-                text = messages.check_text(request.text, self.config.serving, field="text")
+                text = messages.check_text(request.text, limits, field="text")
                 embedded = await self.embedder.Embed.remote(embedding_pb2.EmbedRequest(texts=[text]))
                 vector = np.asarray(embedded.vectors[0].values, dtype=np.float32)
             else:
-                vector = self.retriever.check_vector(np.asarray(request.vector.values, dtype=np.float32))
-            candidates = self.retriever.search(vector, k, item_filter)
-        return retrieval_pb2.RetrieveResponse(
-            candidates=[retrieval_pb2.Candidate(item_id=c.item_id, score=c.score, source=c.source) for c in candidates],
-            build_id=self.artifacts.build_id,
-        )
+                vector = check_vector(np.asarray(request.vector.values, dtype=np.float32), self.flow.snapshot.index.dimension)
+            candidates = [
+                messages.candidate_message(item_id, {"ann": score}) for item_id, score in self.flow.similar(vector, k, item_filter)
+            ]
+        return retrieval_pb2.RetrieveResponse(candidates=candidates, build_id=self.artifacts.build_id)
 
     def IndexInfo(self, request: retrieval_pb2.IndexInfoRequest) -> retrieval_pb2.IndexInfoResponse:
         manifest = self.artifacts.manifest
+        index = self.flow.snapshot.index
         return retrieval_pb2.IndexInfoResponse(
             build_id=self.artifacts.build_id,
-            index_type=self.retriever.index.kind,
-            size=self.retriever.index.size,
-            dimension=self.retriever.index.dimension,
+            index_type=index.kind,
+            size=index.size,
+            dimension=index.dimension,
             metric=manifest["index"]["metric"],
             embedding_model=manifest["embedding"]["model"],
             built_at=manifest["built_at"],
@@ -85,19 +86,31 @@ class Ranker:
     def __init__(self, config: dict, build_dir: str):
         self.config = TailorConfig(**config)
         self.artifacts = Artifacts(Path(build_dir), self.config.index)
-        self.ranker = RankerDomain(self.artifacts, self.config.ranking)
+        self.flow = RecommendationFlow(self.artifacts, self.config)
 
-    def Rank(self, request: ranking_pb2.RankRequest) -> ranking_pb2.RankResponse:
-        user_id = messages.check_user_id(request.user_id)
-        item_ids = messages.check_item_ids(request.item_ids, self.config.serving.max_candidates)
-        k = messages.check_k(request.k, self.config.serving)
-        ranked = self.ranker.rank(user_id, item_ids, k, messages.item_filter(request.filter))
-        rows = self.artifacts.items.iloc[self.artifacts.item_indices([r.item_id for r in ranked])] if ranked else None
+    async def Rank(self, request: ranking_pb2.RankRequest) -> ranking_pb2.RankResponse:
+        limits = self.config.serving
+        k = messages.check_k(request.k, limits)
+        query = messages.shopper_query(request, limits, k)
+        if request.candidates and request.item_ids:
+            raise InvalidArgument("candidates", "set either item_ids or candidates, not both")
+        if request.candidates:
+            item_ids, named = messages.candidate_sources(request.candidates, limits)
+        else:
+            item_ids, named = messages.check_item_ids(request.item_ids, limits.max_candidates), None
+        shopper, candidates = self.flow.explicit_candidates(query, item_ids, named)
+        ranked = await self.rank_batch((shopper, candidates, k))
         return ranking_pb2.RankResponse(
-            items=[messages.ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)],
-            ranker=self.ranker.name,
+            items=messages.ranked_messages(ranked, self.artifacts.items, self.flow.snapshot.item_row),
+            ranker=self.flow.ranker.name,
             build_id=self.artifacts.build_id,
         )
+
+    # Concurrent Rank calls share one model call: LightGBM's per-call overhead dominates a
+    # request's few hundred rows.
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def rank_batch(self, jobs: list[tuple]) -> list[list]:
+        return self.flow.rank_many(jobs)
 
 
 @serve.deployment
@@ -110,7 +123,8 @@ class CopyWriter:
 
     async def Generate(self, request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateResponse:
         limits = self.config.serving
-        user_id = messages.check_user_id(request.user_id)
+        # Empty for an anonymous shopper (a cold-start Recommend): copy without personal interests.
+        user_id = request.user_id.strip()
         item_ids = messages.check_item_ids(request.item_ids, limits.max_copy_items)
         n = request.n_variants or 1
         if not 1 <= n <= limits.max_variants:

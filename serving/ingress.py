@@ -23,6 +23,7 @@ from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Unavailable
 from services.insights.profiles import summarise
+from services.recommend.flow import RecommendationFlow
 from tailor.v1 import (
     copy_pb2,
     embedding_pb2,
@@ -71,6 +72,10 @@ class Marketing:
     def __init__(self, config: dict, build_dir: str, embedder, retriever, ranker, copywriter):
         self.config = TailorConfig(**config)
         self.artifacts = Artifacts(Path(build_dir), self.config.index)
+        # Recommend runs candidates and ranking here, on the build this replica holds: two hops
+        # to the Retriever and Ranker deployments cost more than the work behind them. Those
+        # stay deployments of their own for direct Retrieve and Rank calls.
+        self.flow = RecommendationFlow(self.artifacts, self.config)
         self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
 
     # --- MarketingService: the whole flow -------------------------------------------------
@@ -79,53 +84,36 @@ class Marketing:
         return await answer(grpc_context, marketing_pb2.RecommendResponse(), lambda: self.recommend(request))
 
     async def recommend(self, request: marketing_pb2.RecommendRequest) -> marketing_pb2.RecommendResponse:
-        user_id = messages.check_user_id(request.user_id)
-        k = messages.check_k(request.k, self.config.serving)
-        messages.item_filter(request.filter)  # checked here so a bad request fails before any work
+        limits = self.config.serving
+        query = messages.shopper_query(request, limits, messages.check_k(request.k, limits))
+        # Checked here so that a bad request fails before any work.
         messages.channel_name(request.channel)
         messages.language_name(request.language)
         promotion = messages.promotion(request.promotion)
-        profile = summarise(self.artifacts.users.iloc[self.artifacts.user_index(user_id)])
-        response = marketing_pb2.RecommendResponse(
-            profile=marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)}),
-            build_id=self.artifacts.build_id,
-        )
 
-        candidates = await self.retriever.Retrieve.remote(
-            retrieval_pb2.RetrieveRequest(
-                user_id=user_id,
-                k=max(k, min(self.config.ranking.candidates, self.config.serving.max_k)),
-                filter=request.filter,
-                exclude_purchased=True,
-            )
-        )
-        if not candidates.candidates:  # the user owns everything the filter allows: a true, empty answer
-            return response
-        ranked = await self.ranker.Rank.remote(
-            ranking_pb2.RankRequest(
-                user_id=user_id, item_ids=[c.item_id for c in candidates.candidates], k=k, filter=request.filter
-            )
-        )
-        response.items.extend(ranked.items)
-        if ranked.items and not request.skip_copy:
-            response.copy.CopyFrom(await self.copy_for(user_id, list(ranked.items), request, promotion.amount_off))
+        ranked = self.flow.recommend(query)
+        known = bool(query.user_id) and self.flow.snapshot.history.user_row(query.user_id) is not None
+        response = marketing_pb2.RecommendResponse(build_id=self.artifacts.build_id)
+        if known:
+            profile = summarise(self.artifacts.users.iloc[self.artifacts.user_index(query.user_id)])
+            response.profile.CopyFrom(marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)}))
+        response.items.extend(messages.ranked_messages(ranked, self.artifacts.items, self.flow.snapshot.item_row))
+        if ranked and not request.skip_copy:
+            position, note = self.flow.headline(ranked, promotion.amount_off)
+            shopper = query.user_id if known else ""  # an anonymous shopper's copy carries no profile
+            response.copy.CopyFrom(await self.copy_for(shopper, response.items[position], request, note))
         return response
 
-    async def copy_for(self, user_id: str, ranked: list, request, amount_off: float) -> copy_pb2.CopyVariant:
-        """Copy about the first product a fixed-amount promotion can apply to (all of them for
-        none or a percentage); the best of llm.copy_attempts variants."""
-        headline = next((r for r in ranked if not r.item.has_price or r.item.price > amount_off), None)
-        promotion, note = request.promotion, None
-        if headline is None:
-            headline, promotion = ranked[0], None
-            note = f"promotion not applied: amount_off {amount_off:.2f} is not below the price of any recommended item"
+    async def copy_for(self, user_id: str, headline, request, note: str | None) -> copy_pb2.CopyVariant:
+        """The best of llm.copy_attempts variants about the headline item; without the
+        promotion when the flow said it does not apply (the note says why)."""
         generated = await self.copywriter.Generate.remote(
             copy_pb2.GenerateRequest(
                 user_id=user_id,
                 item_ids=[headline.item.item_id],
                 channel=request.channel,
                 language=request.language,
-                promotion=promotion,
+                promotion=None if note else request.promotion,
                 tone=request.tone,
                 n_variants=min(self.config.llm.copy_attempts, self.config.serving.max_variants),
                 reason=headline.reasons[0] if headline.reasons else "",

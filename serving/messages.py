@@ -12,9 +12,10 @@ import pandas as pd
 from services.config import ServingConfig
 from services.copywriting import CopyOutcome, Promotion
 from services.errors import InvalidArgument
-from services.recommend.ranking import RankedItem
+from services.recommend.candidates import SOURCE_NAMES
 from services.recommend.filters import ItemFilter
-from tailor.v1 import common_pb2, copy_pb2, ranking_pb2
+from services.recommend.flow import RankedItem, ShopperQuery
+from tailor.v1 import common_pb2, copy_pb2, ranking_pb2, retrieval_pb2
 
 PROMOTION_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # Names the domain uses, read off the proto enums: CHANNEL_SMS → "sms"; UNSPECIFIED → the default.
@@ -41,9 +42,9 @@ def check_user_id(user_id: str, field: str = "user_id") -> str:
     return user_id.strip()
 
 
-def check_item_ids(item_ids, limit: int, field: str = "item_ids") -> list[str]:
+def check_item_ids(item_ids, limit: int, field: str = "item_ids", required: bool = True) -> list[str]:
     ids = list(item_ids)
-    if not ids:
+    if not ids and required:
         raise InvalidArgument(field, "must hold at least one item id")
     if len(ids) > limit:
         raise InvalidArgument(field, f"holds {len(ids)} ids; at most {limit} are allowed")
@@ -51,6 +52,59 @@ def check_item_ids(item_ids, limit: int, field: str = "item_ids") -> list[str]:
         if not item_id.strip():
             raise InvalidArgument(f"{field}[{position}]", "is empty")
     return ids
+
+
+def shopper_query(request, limits: ServingConfig, k: int) -> ShopperQuery:
+    """The shopper part of a Recommend, Retrieve-by-user or Rank request."""
+    user_id = request.user_id.strip()
+    if not user_id and not request.cold_start:
+        raise InvalidArgument("user_id", "is required (or set cold_start for a shopper without an id)")
+    if len(user_id) > limits.max_id_chars:
+        raise InvalidArgument("user_id", f"has {len(user_id)} characters; at most {limits.max_id_chars}")
+    context = check_item_ids(request.context_item_ids, limits.max_context_items, "context_item_ids", required=False)
+    return ShopperQuery(
+        user_id=user_id,
+        k=k,
+        item_filter=item_filter(request.filter),
+        exclude_purchased=request.exclude_purchased,
+        cold_start=request.cold_start,
+        context_item_ids=tuple(context),
+    )
+
+
+def candidate_sources(candidates, limits: ServingConfig) -> tuple[list[str], list[dict[str, float]]]:
+    """A Rank request's candidates: ids, and per id its source → score."""
+    candidates = list(candidates)
+    if len(candidates) > limits.max_candidates:
+        raise InvalidArgument("candidates", f"holds {len(candidates)}; at most {limits.max_candidates} are allowed")
+    ids, named = [], []
+    for position, candidate in enumerate(candidates):
+        if not candidate.item_id.strip():
+            raise InvalidArgument(f"candidates[{position}].item_id", "is empty")
+        scores = {s.source: float(s.score) for s in candidate.sources}
+        if not scores and candidate.source:
+            scores = {candidate.source: float(candidate.score)}
+        for source, score in scores.items():
+            if source not in SOURCE_NAMES:
+                raise InvalidArgument(
+                    f"candidates[{position}].sources", f"unknown source {source[:32]!r}; expected one of {', '.join(SOURCE_NAMES)}"
+                )
+            if not math.isfinite(score):
+                raise InvalidArgument(f"candidates[{position}].sources", f"score for {source} is not finite")
+        ids.append(candidate.item_id)
+        named.append(scores)
+    return ids, named
+
+
+def candidate_message(item_id: str, scores: dict[str, float]) -> retrieval_pb2.Candidate:
+    """`scores`: source → score, the source that ranked the item best first."""
+    first = next(iter(scores), "")
+    return retrieval_pb2.Candidate(
+        item_id=item_id,
+        score=scores.get(first, 0.0),
+        source=first,
+        sources=[retrieval_pb2.SourceScore(source=name, score=score) for name, score in scores.items()],
+    )
 
 
 def check_texts(texts, limits: ServingConfig, field: str = "texts") -> list[str]:
@@ -135,7 +189,16 @@ def item_message(row: pd.Series) -> common_pb2.Item:
 
 
 def ranked_message(ranked: RankedItem, row: pd.Series) -> ranking_pb2.RankedItem:
-    return ranking_pb2.RankedItem(item=item_message(row), score=ranked.score, reasons=list(ranked.reasons))
+    return ranking_pb2.RankedItem(
+        item=item_message(row), score=ranked.score, reasons=list(ranked.reasons), sources=list(ranked.sources)
+    )
+
+
+def ranked_messages(ranked: list[RankedItem], items: pd.DataFrame, item_row: pd.Series) -> list[ranking_pb2.RankedItem]:
+    if not ranked:
+        return []
+    rows = items.iloc[item_row.reindex([r.item_id for r in ranked]).to_numpy()]
+    return [ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)]
 
 
 def variant_message(outcome: CopyOutcome, item_id: str) -> copy_pb2.CopyVariant:

@@ -80,3 +80,17 @@ def test_missing_data_is_a_clear_error(sample_config, tmp_path):
     with pytest.raises(DataFileError, match="does-not-exist"):
         build_artifacts(tmp_path / "does-not-exist", tmp_path / "out", sample_config)
     assert not (tmp_path / "out" / "current").exists()
+
+
+def test_a_build_holds_every_file_of_the_table_and_says_which_ranker(sample_build):
+    from services.artifacts import FILES
+
+    manifest = sample_build.manifest
+    ranker = manifest["ranker"]
+    assert ranker["kind"] in {"blend", "lightgbm"}
+    expected = set(FILES) - ({"ranker"} if ranker["kind"] == "blend" else set())
+    assert all((sample_build.path / FILES[name]).is_file() for name in expected)
+    if ranker["kind"] == "blend":
+        assert ranker["why"]  # the manifest says why the learned ranker did not train
+    assert manifest["repurchase"]["policy"] == "reorderable" and manifest["repurchase"]["reorderable_items"] > 0
+    assert manifest["co_purchase"]["baskets"] > 0

@@ -9,11 +9,9 @@ import pytest
 from serving.messages import item_message
 from services.artifacts import Artifacts
 from services.build import build_artifacts
-from services.config import RankingConfig
 from services.copy_engine import CopyWriter
 from services.copywriting import Promotion, build_messages, template_copy
-from services.recommend.ranking import Ranker
-from services.recommend.candidates import Retriever
+from services.recommend.flow import RecommendationFlow, ShopperQuery
 
 SENTINEL = "U-SENTINEL-4711"
 
@@ -45,17 +43,18 @@ def edge(tmp_path_factory, sample_config):
 
 def test_a_shopper_with_only_a_return_gets_popular_items(edge):
     artifacts, config = edge
-    found = Retriever(artifacts).for_user("returner", 3)
-    assert [c.source for c in found] == ["popular"] * 3
-    assert found[0].item_id == "T1"  # two buyers, the most popular
-    ranked = Ranker(artifacts, RankingConfig()).rank("returner", [c.item_id for c in found], 3)
-    assert ranked and all(r.reasons for r in ranked) and ranked[0].reasons[0].startswith("popular")
+    ranked = RecommendationFlow(artifacts, config).recommend(ShopperQuery(user_id="returner", k=3))
+    assert ranked and all(set(r.sources) <= {"popular", "recent", "co_purchase"} for r in ranked)
+    assert {"T1", "H1"} <= {r.item_id for r in ranked}  # the most bought, the most recently bought
+    assert all(r.reasons for r in ranked)
+    assert artifacts.manifest["ranker"]["kind"] == "blend" and "need" in artifacts.manifest["ranker"]["why"]
 
 
 def test_a_view_only_shopper_is_a_known_user_with_a_vector(edge):
-    artifacts, _ = edge
-    found = Retriever(artifacts).for_user("viewer", 2)
-    assert found[0].source == "ann"
+    artifacts, config = edge
+    ranked = RecommendationFlow(artifacts, config).recommend(ShopperQuery(user_id="viewer", k=2))
+    assert ranked[0].item_id == "T2" and "history" in ranked[0].sources  # what it looked at
+    assert ranked[0].reasons[0] == "you looked at this recently"
     users = artifacts.users.set_index("user_id")
     assert users.loc["viewer", "purchase_count"] == 0 and "teapot" in users.loc["viewer", "interests"]
 

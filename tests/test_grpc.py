@@ -50,9 +50,12 @@ def test_index_info(live_tailor, sample_artifacts):
 
 
 def test_retrieve_by_user_text_and_vector(live_tailor, sample_artifacts, best_user):
-    by_user = live_tailor.retrieve(k=10, user_id=best_user)
+    by_user = live_tailor.retrieve(k=10, user_id=best_user, exclude_purchased=True)
     assert len(by_user.candidates) == 10 and by_user.build_id == sample_artifacts.build_id
     assert not {c.item_id for c in by_user.candidates} & sample_artifacts.owned_by(best_user)
+    assert all(c.sources and c.source == c.sources[0].source for c in by_user.candidates)
+    with_history = live_tailor.retrieve(k=50, user_id=best_user)
+    assert "history" in {s.source for c in with_history.candidates for s in c.sources}
 
     by_text = live_tailor.retrieve(k=3, text="cake stand")
     titles = sample_artifacts.items.set_index("item_id").loc[[c.item_id for c in by_text.candidates], "title"]
@@ -67,12 +70,29 @@ def test_retrieve_by_user_text_and_vector(live_tailor, sample_artifacts, best_us
 def test_rank(live_tailor, sample_artifacts, best_user):
     owned = sorted(sample_artifacts.owned_by(best_user))[:5]
     others = [i for i in sample_artifacts.items["item_id"] if i not in sample_artifacts.owned_by(best_user)][:20]
-    response = live_tailor.rank(best_user, owned + others, k=5)
-    assert len(response.items) == 5 and response.ranker
+    response = live_tailor.rank(best_user, owned + others, k=5, exclude_purchased=True)
+    assert len(response.items) == 5 and response.ranker == sample_artifacts.ranker.name
     assert not {r.item.item_id for r in response.items} & set(owned)
-    scores = [r.score for r in response.items]
-    assert scores == sorted(scores, reverse=True)
     assert all(r.reasons and r.item.title for r in response.items)
+
+
+def test_rank_takes_retrieved_candidates_with_their_sources(live_tailor, best_user):
+    retrieved = live_tailor.retrieve(k=60, user_id=best_user)
+    response = live_tailor.rank(best_user, candidates=retrieved.candidates, k=10)
+    assert len(response.items) == 10
+    given = {c.item_id: {s.source for s in c.sources} for c in retrieved.candidates}
+    for ranked in response.items:
+        assert set(ranked.sources) == given[ranked.item.item_id]
+
+
+def test_recommend_for_a_shopper_the_build_does_not_know(live_tailor, sample_artifacts):
+    response = live_tailor.recommend("walk-in-7", k=4, cold_start=True)
+    assert len(response.items) == 4 and not response.HasField("profile")
+    assert response.copy.item_id == response.items[0].item.item_id and response.copy.body
+    viewed = sample_artifacts.items["item_id"].iloc[3]
+    session = live_tailor.recommend("", k=5, cold_start=True, context_item_ids=[viewed], skip_copy=True)
+    assert len(session.items) == 5
+    assert any({"co_purchase", "ann"} & set(r.sources) for r in session.items)
 
 
 @pytest.mark.parametrize("channel,language", [("push", "en"), ("sms", "zh"), ("email", "en")])
@@ -120,12 +140,16 @@ def test_recommend_composes_the_flow(live_tailor, sample_artifacts, best_user):
     assert list(response.profile.interests) == list(user["interests"])
     assert response.profile.last_purchase_date == str(user["last_purchase"].date())
     assert len(response.items) == 5
-    assert not {r.item.item_id for r in response.items} & sample_artifacts.owned_by(best_user)
+    assert all(r.reasons and r.sources for r in response.items)
     assert response.copy.item_id == response.items[0].item.item_id
     assert response.copy.body and response.build_id == sample_artifacts.build_id
 
     products_only = live_tailor.recommend(best_user, k=3, skip_copy=True)
     assert len(products_only.items) == 3 and not products_only.HasField("copy")
+
+    discovery = live_tailor.recommend(best_user, k=10, skip_copy=True, exclude_purchased=True)
+    assert len(discovery.items) == 10
+    assert not {r.item.item_id for r in discovery.items} & sample_artifacts.owned_by(best_user)
 
 
 def test_recommend_with_a_fixed_amount_off_picks_an_item_it_can_apply_to(live_tailor, sample_artifacts, best_user):
@@ -163,6 +187,8 @@ def test_unknown_user_is_not_found(live_tailor, best_user):
 def test_unknown_item_is_not_found(live_tailor, best_user):
     code, details = status_of(lambda: live_tailor.rank(best_user, ["22423", "NOPE"], k=3))
     assert code == grpc.StatusCode.NOT_FOUND and "item_ids[1]" in details
+    code, details = status_of(lambda: live_tailor.recommend(best_user, k=3, context_item_ids=["N" * 10_000]))
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("context_item_ids[0]") and len(details) < 300
 
 
 @pytest.mark.parametrize("k", [0, -1, 101])
@@ -193,6 +219,18 @@ def test_bad_requests_name_their_field(live_tailor, best_user):
             marketing_pb2.RecommendRequest(user_id=best_user, k=3, filter=common_pb2.ItemFilter(max_price=-1)),
         ),
         "text": lambda: live_tailor.retrieve(k=3, text="   "),
+        "candidates": lambda: live_tailor._call(
+            live_tailor.ranking.Rank,
+            ranking_pb2.RankRequest(
+                user_id=best_user, k=3, item_ids=["22423"], candidates=[retrieval_pb2.Candidate(item_id="22423")]
+            ),
+        ),
+        "candidates[0].sources": lambda: live_tailor.rank(
+            best_user,
+            k=3,
+            candidates=[retrieval_pb2.Candidate(item_id="22423", sources=[retrieval_pb2.SourceScore(source="x" * 5000)])],
+        ),
+        "context_item_ids": lambda: live_tailor.recommend(best_user, k=3, context_item_ids=["22423"] * 51),
         "promotion.ends": lambda: live_tailor.recommend(best_user, k=3, promotion=common_pb2.Promotion(ends="next week")),
         "promotion.code": lambda: live_tailor.recommend(best_user, k=3, promotion=common_pb2.Promotion(code="DROP TABLE;")),
         "reason": lambda: live_tailor._call(

@@ -1,68 +1,229 @@
-"""Candidate products by ANN search over item vectors, with the request's filters applied."""
+"""Candidate products, from several sources behind one interface, merged with the source(s)
+and score of every candidate kept.
+
+Sources (each finds at most n allowed items, best first, with its own score):
+
+- history      the shopper's own past items: bought (when the re-order rule allows them) or
+               viewed, carted, searched; score = baskets, halved every 90 days since the last
+               one, plus a little for interest events
+- co_purchase  item-to-item collaborative filtering: neighbours in baskets of the shopper's
+               items (and of the session's context items), summed by each item's weight
+- ann          FAISS nearest neighbours of the shopper's profile vector (or of the mean vector
+               of the context items)
+- popular      distinct buyers over the whole log
+- recent       distinct buyers in the last `ranking.recent_days`
+
+A shopper unknown to the build (cold start) has no history and no profile vector, so the
+same sources give popularity, recent popularity and the context items' neighbours.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
-from services.artifacts import Artifacts
 from services.errors import InvalidArgument
-from services.recommend.filters import ItemFilter
+from services.recommend.snapshot import Snapshot
+
+HISTORY_HALF_LIFE_DAYS = 90.0
+INTEREST_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
-class Candidate:
-    item_id: str
-    score: float
-    source: str
+class Shopper:
+    """Who candidates are gathered for."""
+
+    user_row: int | None        # row of the snapshot's history; None for a shopper it does not know
+    items: np.ndarray           # item rows of the shopper's history (bought or shown interest)
+    weights: np.ndarray         # how much each counts: recency-weighted baskets (+ interest)
+    context: np.ndarray         # item rows of an anonymous session's recently viewed items
+    vector: np.ndarray | None   # the profile vector, or the mean of the context items' vectors
 
 
-class Retriever:
-    def __init__(self, artifacts: Artifacts):
-        self.artifacts = artifacts
-        self.index = artifacts.index
-        self.items = artifacts.items
+def shopper_for(snapshot: Snapshot, user_row: int | None, context: np.ndarray | None = None) -> Shopper:
+    context = np.asarray(context if context is not None else [], dtype=np.int64)
+    items, weights, vector = np.empty(0, np.int64), np.empty(0), None
+    if user_row is not None:
+        h = snapshot.history
+        pairs = h.pairs_of(user_row)
+        items = h.pair_item[pairs]
+        decay = np.power(0.5, np.nan_to_num(h.pair_days_since[pairs], nan=0.0) / HISTORY_HALF_LIFE_DAYS)
+        weights = h.pair_baskets[pairs] * decay + INTEREST_WEIGHT * h.pair_interest[pairs]
+        user_vector = np.asarray(snapshot.user_vectors[user_row])
+        if np.any(user_vector):
+            vector = user_vector
+    if vector is None and len(context):
+        mean = np.asarray(snapshot.item_vectors[context], dtype=np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        vector = mean / norm if norm > 0 else None
+    return Shopper(user_row, items, weights, context, vector)
 
-    def user_vector(self, user_id: str) -> np.ndarray:
-        return np.asarray(self.artifacts.user_vectors[self.artifacts.user_index(user_id)])
 
-    def check_vector(self, vector: np.ndarray, field_name: str = "vector") -> np.ndarray:
-        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vector.size != self.index.dimension:
-            raise InvalidArgument(
-                f"{field_name}.values", f"has {vector.size} values; the index has dimension {self.index.dimension}"
-            )
-        if not np.all(np.isfinite(vector)):
-            raise InvalidArgument(f"{field_name}.values", "holds NaN or infinite values")
-        norm = float(np.linalg.norm(vector))
-        if norm == 0:
-            raise InvalidArgument(f"{field_name}.values", "is all zeros")
-        return vector / norm
+@dataclass(frozen=True)
+class Found:
+    """One source's answer: item rows, best first, and the source's scores for them."""
 
-    def search(self, vector: np.ndarray, k: int, item_filter: ItemFilter = ItemFilter()) -> list[Candidate]:
-        """Top-k allowed items by cosine similarity; the filter applies inside the FAISS search."""
-        allowed = item_filter.allowed(self.items)
-        if not allowed.any():
-            return []
-        scores, ids = self.index.search(vector, k, allowed)
-        item_ids = self.items["item_id"].to_numpy()
-        return [Candidate(str(item_ids[i]), float(s), "ann") for i, s in zip(ids[0], scores[0]) if i >= 0]
+    rows: np.ndarray
+    scores: np.ndarray
 
-    def for_user(self, user_id: str, k: int, item_filter: ItemFilter = ItemFilter(), exclude_owned: bool = True) -> list[Candidate]:
-        vector = self.user_vector(user_id)
-        if exclude_owned:
-            owned = self.artifacts.owned_by(user_id)
-            item_filter = ItemFilter(
-                item_filter.categories, item_filter.in_stock_only, item_filter.exclude_item_ids | owned, item_filter.max_price
-            )
-        if not np.any(vector):
-            # A user with no positive event yet (e.g. only returns): most popular items instead.
-            return self.popular(k, item_filter)
-        return self.search(vector, k, item_filter)
+    @classmethod
+    def none(cls) -> "Found":
+        return cls(np.empty(0, np.int64), np.empty(0))
 
-    def popular(self, k: int, item_filter: ItemFilter = ItemFilter()) -> list[Candidate]:
-        allowed = item_filter.allowed(self.items)
-        ranked = self.items.loc[allowed].sort_values("popularity", ascending=False, kind="stable").head(k)
-        return [Candidate(str(i), float(p), "popular") for i, p in zip(ranked["item_id"], ranked["popularity"])]
+    @classmethod
+    def top(cls, scores: np.ndarray, allowed: np.ndarray, n: int) -> "Found":
+        """The n best allowed items with a positive score."""
+        eligible = np.flatnonzero(allowed & (scores > 0))
+        if len(eligible) > n:
+            eligible = eligible[np.argpartition(-scores[eligible], n - 1)[:n]]
+        order = np.lexsort((eligible, -scores[eligible]))
+        return cls(eligible[order], scores[eligible[order]])
+
+
+class CandidateSource(Protocol):
+    name: str
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found: ...
+
+
+class HistorySource:
+    name = "history"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        if not len(shopper.items):
+            return Found.none()
+        keep = allowed[shopper.items] & (shopper.weights > 0)
+        rows, weights = shopper.items[keep], shopper.weights[keep]
+        order = np.lexsort((rows, -weights))[:n]
+        return Found(rows[order], weights[order])
+
+
+class CoPurchaseSource:
+    name = "co_purchase"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        weights = np.zeros(len(snapshot.items))
+        np.add.at(weights, shopper.items, shopper.weights)
+        if len(shopper.context):
+            weights[shopper.context] += max(1.0, float(weights.max(initial=0.0)))
+        if not weights.any():
+            return Found.none()
+        return Found.top(snapshot.co_purchase.neighbours(weights), allowed, n)
+
+
+class AnnSource:
+    name = "ann"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        if shopper.vector is None or not allowed.any():
+            return Found.none()
+        scores, ids = snapshot.index.search(shopper.vector, n, allowed)
+        keep = ids[0] >= 0
+        return Found(ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
+
+
+class PopularSource:
+    name = "popular"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        order = snapshot.popular_order
+        rows = order[allowed[order]][:n]
+        return Found(rows, snapshot.history.item_buyers[rows])
+
+
+class RecentSource:
+    name = "recent"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        order = snapshot.recent_order
+        rows = order[allowed[order]][:n]
+        rows = rows[snapshot.history.item_recent_buyers[rows] > 0]
+        return Found(rows, snapshot.history.item_recent_buyers[rows])
+
+
+SOURCES: tuple[CandidateSource, ...] = (HistorySource(), CoPurchaseSource(), AnnSource(), PopularSource(), RecentSource())
+SOURCE_NAMES = tuple(source.name for source in SOURCES)
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """Merged candidates: item rows, and per source (columns in SOURCE_NAMES order) the score
+    and 1-based rank it gave each row (NaN where that source did not find it)."""
+
+    rows: np.ndarray
+    scores: np.ndarray   # [n, len(SOURCE_NAMES)]
+    ranks: np.ndarray    # [n, len(SOURCE_NAMES)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def sources_of(self, position: int) -> tuple[str, ...]:
+        return tuple(name for name, rank in zip(SOURCE_NAMES, self.ranks[position]) if not np.isnan(rank))
+
+    def subset(self, rows: np.ndarray) -> "CandidateSet":
+        """These rows, in this order, with the sources and scores this set gave them (none for
+        a row it does not hold)."""
+        position = {int(r): p for p, r in enumerate(self.rows)}
+        scores = np.full((len(rows), len(SOURCE_NAMES)), np.nan)
+        ranks = np.full_like(scores, np.nan)
+        for target, row in enumerate(rows):
+            p = position.get(int(row))
+            if p is not None:
+                scores[target], ranks[target] = self.scores[p], self.ranks[p]
+        return CandidateSet(np.asarray(rows, dtype=np.int64), scores, ranks)
+
+    @classmethod
+    def merge(cls, found: dict[str, Found]) -> "CandidateSet":
+        parts = [(SOURCE_NAMES.index(name), f) for name, f in found.items() if len(f.rows)]
+        if not parts:
+            empty = np.empty((0, len(SOURCE_NAMES)))
+            return cls(np.empty(0, np.int64), empty, empty.copy())
+        all_rows = np.concatenate([f.rows for _, f in parts])
+        rows, inverse = np.unique(all_rows, return_inverse=True)
+        scores = np.full((len(rows), len(SOURCE_NAMES)), np.nan)
+        ranks = np.full_like(scores, np.nan)
+        start = 0
+        for column, f in parts:
+            where = inverse[start : start + len(f.rows)]
+            scores[where, column] = f.scores
+            ranks[where, column] = np.arange(1, len(f.rows) + 1)
+            start += len(f.rows)
+        return cls(rows, scores, ranks)
+
+    @classmethod
+    def from_sources(cls, rows: np.ndarray, named: list[dict[str, float]]) -> "CandidateSet":
+        """Candidates a caller already gathered (a direct Rank call): per row, source → score.
+        Ranks are the order in which the caller listed each source's items."""
+        scores = np.full((len(rows), len(SOURCE_NAMES)), np.nan)
+        for position, by_source in enumerate(named):
+            for name, score in by_source.items():
+                scores[position, SOURCE_NAMES.index(name)] = score
+        ranks = np.full_like(scores, np.nan)
+        for column in range(len(SOURCE_NAMES)):
+            present = np.flatnonzero(~np.isnan(scores[:, column]))
+            ranks[present, column] = np.arange(1, len(present) + 1)
+        return cls(np.asarray(rows, dtype=np.int64), scores, ranks)
+
+
+def gather(snapshot: Snapshot, shopper: Shopper, allowed: np.ndarray) -> CandidateSet:
+    ranking = snapshot.config.ranking
+    found = {}
+    for source in SOURCES:
+        n = ranking.history_candidates if source.name == "history" else ranking.candidates_per_source
+        found[source.name] = source.find(snapshot, shopper, n, allowed)
+    return CandidateSet.merge(found)
+
+
+def check_vector(vector: np.ndarray, dimension: int, field_name: str = "vector") -> np.ndarray:
+    """A query vector of the index's dimension, finite and non-zero, L2-normalised."""
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vector.size != dimension:
+        raise InvalidArgument(f"{field_name}.values", f"has {vector.size} values; the index has dimension {dimension}")
+    if not np.all(np.isfinite(vector)):
+        raise InvalidArgument(f"{field_name}.values", "holds NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0:
+        raise InvalidArgument(f"{field_name}.values", "is all zeros")
+    return vector / norm

@@ -1,0 +1,112 @@
+"""Features of (shopper, candidate item) pairs: what the learned ranker reads.
+
+One function computes them for training (at the internal cut) and for serving (at the end of
+the log), so a feature means the same in both. Missing values are NaN (LightGBM treats them
+as missing, not as zero): a shopper who never bought the item has no re-order interval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.recommend.candidates import SOURCE_NAMES, CandidateSet, Shopper
+from services.recommend.snapshot import Snapshot
+
+FEATURES: tuple[str, ...] = (
+    *(f"{name}_score" for name in SOURCE_NAMES),
+    *(f"{name}_rank" for name in SOURCE_NAMES),
+    "sources",                  # how many sources found the item
+    "bought_baskets",           # baskets in which the shopper bought the item
+    "bought_quantity",
+    "basket_share",             # ... over the shopper's baskets
+    "days_since_bought",
+    "own_interval",             # the shopper's mean days between re-orders of the item
+    "own_due",                  # days since bought / own interval (≈1: due again)
+    "item_interval",            # the shop's median re-order interval of the item
+    "item_due",                 # days since bought / item interval
+    "item_reorder_share",       # share of the item's buyers who re-order it
+    "interest_events",          # views, carts, searches of the item by the shopper
+    "item_buyers",              # log1p distinct buyers
+    "item_recent_buyers",       # log1p distinct buyers in the recent window
+    "item_trend",               # weekly baskets, last 4 weeks over last 12
+    "ann_similarity",           # cosine of the profile (or context) vector and the item vector
+    "context_similarity",       # best cosine to one of the session's context items
+    "price",                    # log1p price
+    "price_vs_usual",           # log(price / the shopper's median price paid)
+    "user_baskets",             # log1p
+    "user_days_since",
+    "user_spend",               # log1p
+    "user_items",               # log1p distinct items
+)
+
+
+def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: CandidateSet) -> np.ndarray:
+    """[len(candidates), len(FEATURES)] float32."""
+    rows = candidates.rows
+    n = len(rows)
+    h = snapshot.history
+    nan = np.full(n, np.nan)
+
+    bought, quantity, days_since, own_interval, interest = nan.copy(), nan.copy(), nan.copy(), nan.copy(), np.zeros(n)
+    user = dict(baskets=np.nan, days=np.nan, spend=np.nan, items=np.nan, price=np.nan)
+    if shopper.user_row is not None:
+        u = shopper.user_row
+        pairs = h.pairs_of(u)
+        pair_items = h.pair_item[pairs]  # sorted: pairs are kept in item order per shopper
+        position = np.searchsorted(pair_items, rows)
+        position = np.minimum(position, max(len(pair_items) - 1, 0))
+        hit = (pair_items[position] == rows) if len(pair_items) else np.zeros(n, bool)
+        where = pairs.start + position[hit]
+        bought = np.where(hit, 0.0, 0.0)
+        bought[hit] = h.pair_baskets[where]
+        quantity = np.zeros(n)
+        quantity[hit] = h.pair_quantity[where]
+        days_since[hit] = h.pair_days_since[where]
+        own_interval[hit] = h.pair_interval[where]
+        interest[hit] = h.pair_interest[where]
+        user = dict(
+            baskets=h.user_baskets[u], days=h.user_days_since[u], spend=h.user_spend[u], items=h.user_items[u], price=h.user_price[u]
+        )
+    item_interval = h.item_interval[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own_due = days_since / own_interval
+        item_due = days_since / item_interval
+        basket_share = bought / user["baskets"] if user["baskets"] and user["baskets"] > 0 else nan
+        prices = snapshot.prices[rows]
+        price_vs_usual = np.log(prices / user["price"]) if np.isfinite(user["price"]) and user["price"] > 0 else nan
+    price_vs_usual = np.where(np.isfinite(price_vs_usual), price_vs_usual, np.nan)
+
+    vectors = np.asarray(snapshot.item_vectors[rows], dtype=np.float32)
+    ann_similarity = vectors @ shopper.vector if shopper.vector is not None else nan
+    context_similarity = (
+        (vectors @ np.asarray(snapshot.item_vectors[shopper.context], dtype=np.float32).T).max(axis=1)
+        if len(shopper.context)
+        else nan
+    )
+    columns = [
+        *candidates.scores.T,
+        *candidates.ranks.T,
+        (~np.isnan(candidates.ranks)).sum(axis=1).astype(np.float64),
+        bought,
+        quantity,
+        basket_share,
+        days_since,
+        own_interval,
+        own_due,
+        item_interval,
+        item_due,
+        h.item_reorder_share[rows],
+        interest,
+        np.log1p(h.item_buyers[rows]),
+        np.log1p(h.item_recent_buyers[rows]),
+        h.item_trend[rows],
+        ann_similarity,
+        context_similarity,
+        np.log1p(np.where(prices >= 0, prices, np.nan)),
+        price_vs_usual,
+        np.full(n, np.log1p(user["baskets"])),
+        np.full(n, user["days"]),
+        np.full(n, np.log1p(user["spend"]) if np.isfinite(user["spend"]) and user["spend"] >= 0 else np.nan),
+        np.full(n, np.log1p(user["items"])),
+    ]
+    return np.column_stack(columns).astype(np.float32) if n else np.empty((0, len(FEATURES)), np.float32)
