@@ -41,6 +41,8 @@ FILES = {
     "history_users": "history_users.parquet",   # per shopper frequency, recency, spend
     "co_purchase": "co_purchase.parquet",       # item → neighbours in baskets (insights.co_purchase)
     "co_purchase_items": "co_purchase_items.parquet",
+    "user_factors": "user_factors.npy",         # ALS factors, user row i ↔ history user i
+    "item_factors": "item_factors.npy",
     "ranker": "ranker.lgb.txt",                 # LightGBM LambdaRank model (absent with the blend)
 }
 
@@ -152,8 +154,13 @@ class Artifacts:
 
         # Same user order as the profiles: the history and the user vectors share user rows.
         assert (self.history.user_ids == self.users["user_id"].to_numpy()).all(), "history and profiles disagree"
+        from services.recommend.factors import Factors
+
+        factors = Factors(np.load(self.file("user_factors")), np.load(self.file("item_factors")))
         vectors = np.asarray(self.item_vectors)
-        return Snapshot(self.items, vectors, self.index, self.history, self.co_purchase, np.asarray(self.user_vectors), config)
+        return Snapshot(
+            self.items, vectors, self.index, self.history, self.co_purchase, np.asarray(self.user_vectors), factors, config
+        )
 
     def user_index(self, user_id: str, field: str = "user_id") -> int:
         if not user_id:

@@ -28,6 +28,7 @@ from services.errors import DataFileError, Unavailable
 from services.insights.co_purchase import co_purchase
 from services.insights.history import shop_history
 from services.insights.profiles import build_profiles
+from services.recommend.factors import fit_factors
 from services.recommend.ranking import train_ranker
 from services.shop_data import ShopData, load_shop_data
 from services.recommend.vector_index import build_index
@@ -103,6 +104,7 @@ def build_from_shop_data(
     as_of = shop.events["timestamp"].max() + pd.Timedelta(seconds=1)
     history = shop_history(shop.events, items, as_of, config.ranking.recent_days)
     baskets = co_purchase(shop.events, items)
+    factors = fit_factors(shop.events, items, history.user_ids, config.ranking)
     progress("shop history", 1, 1)
     trained = train_ranker(shop.events, items, vectors, index, config, progress)
 
@@ -126,6 +128,8 @@ def build_from_shop_data(
         table.to_parquet(staging / FILES[f"history_{name}"], index=False)
     baskets.table().to_parquet(staging / FILES["co_purchase"], index=False)
     pd.DataFrame({"baskets": baskets.item_baskets}).to_parquet(staging / FILES["co_purchase_items"], index=False)
+    np.save(staging / FILES["user_factors"], factors.users)
+    np.save(staging / FILES["item_factors"], factors.items)
     trained.save(staging / FILES["ranker"])
     manifest = {
         "build_id": build_id,

@@ -73,6 +73,11 @@ class RankingConfig(BaseModel):
     boost_rounds: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(31, ge=2)
+    # Implicit ALS behind the "als" candidate source (implicit's recipe: BM25-weighted counts).
+    als_factors: int = Field(64, ge=2)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(2.0, gt=0)
+    als_iterations: int = Field(15, ge=1)
     seed: int = 0
 
 

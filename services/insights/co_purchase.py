@@ -1,4 +1,5 @@
-"""What sells together: item × item co-occurrence in baskets (invoices, sessions).
+"""What sells together: item × item co-occurrence in baskets (invoices, sessions) of the
+purchases (and well-rated reviews) of the log.
 
 For every item its strongest neighbours are kept with support, confidence, lift and a cosine
 score (co-baskets over the geometric mean of the two items' baskets), which the
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from services.insights.history import ACQUISITIONS
+from services.insights.history import positives
 
 NEIGHBOURS = 50
 MAX_BASKET_ITEMS = 200
@@ -72,7 +73,7 @@ class CoPurchase:
 
 def co_purchase(events: pd.DataFrame, items: pd.DataFrame, neighbours: int = NEIGHBOURS) -> CoPurchase:
     item_row = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
-    bought = events[events["event_type"].isin(ACQUISITIONS)]
+    bought = positives(events)
     # Events without a session (e.g. reviews) have no basket to share: the shopper's whole
     # history stands in for one, which makes this item-to-item CF over shoppers.
     session = bought["session_id"].fillna("").astype(str)

@@ -142,6 +142,15 @@ class ShopHistory:
         )
 
 
+def positives(events: pd.DataFrame) -> pd.DataFrame:
+    """Acquisitions that say the shopper liked the item: purchases, and reviews rated 4 or more
+    (or unrated). A low-rated review still makes the item owned, but it recommends nothing."""
+    kind = events["event_type"]
+    rating = pd.to_numeric(events["rating"], errors="coerce")
+    liked = (kind == "purchase") | ((kind == "review") & (rating.isna() | (rating >= 4)))
+    return events[liked]
+
+
 def baskets_of(events: pd.DataFrame) -> pd.Series:
     """The basket of each event: its session id, else the shopper's day."""
     session = events["session_id"].fillna("").astype(str)

@@ -8,6 +8,8 @@ Sources (each finds at most n allowed items, best first, with its own score):
                one, plus a little for interest events
 - co_purchase  item-to-item collaborative filtering: neighbours in baskets of the shopper's
                items (and of the session's context items), summed by each item's weight
+- als          shopper × item affinity of implicit ALS factors (collaborative filtering over
+               shoppers; recommend/factors.py)
 - ann          FAISS nearest neighbours of the shopper's profile vector (or of the mean vector
                of the context items)
 - popular      distinct buyers over the whole log
@@ -124,6 +126,15 @@ class AnnSource:
         return Found(ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
 
 
+class AlsSource:
+    name = "als"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        if shopper.user_row is None:
+            return Found.none()
+        return Found.top(snapshot.factors.affinity(shopper.user_row).astype(np.float64), allowed, n)
+
+
 class PopularSource:
     name = "popular"
 
@@ -143,7 +154,14 @@ class RecentSource:
         return Found(rows, snapshot.history.item_recent_buyers[rows])
 
 
-SOURCES: tuple[CandidateSource, ...] = (HistorySource(), CoPurchaseSource(), AnnSource(), PopularSource(), RecentSource())
+SOURCES: tuple[CandidateSource, ...] = (
+    HistorySource(),
+    CoPurchaseSource(),
+    AlsSource(),
+    AnnSource(),
+    PopularSource(),
+    RecentSource(),
+)
 SOURCE_NAMES = tuple(source.name for source in SOURCES)
 
 

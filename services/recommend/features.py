@@ -29,6 +29,7 @@ FEATURES: tuple[str, ...] = (
     "item_buyers",              # log1p distinct buyers
     "item_recent_buyers",       # log1p distinct buyers in the recent window
     "item_trend",               # weekly baskets, last 4 weeks over last 12
+    "als_affinity",             # ALS shopper factor · item factor
     "ann_similarity",           # cosine of the profile (or context) vector and the item vector
     "context_similarity",       # best cosine to one of the session's context items
     "price",                    # log1p price
@@ -100,6 +101,7 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         np.log1p(h.item_buyers[rows]),
         np.log1p(h.item_recent_buyers[rows]),
         h.item_trend[rows],
+        snapshot.factors.affinity(shopper.user_row, rows).astype(np.float64) if shopper.user_row is not None else nan,
         ann_similarity,
         context_similarity,
         np.log1p(np.where(prices >= 0, prices, np.nan)),

@@ -11,7 +11,7 @@ model is then refitted on all shoppers with the chosen number of rounds.
 The blend (when fewer than `ranking.min_training_shoppers` shoppers bought after the cut) is
 a weighted reciprocal-rank fusion of the sources (Cormack et al. 2009, k = 10):
     Σ_source weight / (10 + rank in that source)   weights: history 1.0, co_purchase 0.5,
-                                                    recent 0.2, popular 0.1
+                                                    als 0.3, recent 0.2, popular 0.1
   + 0.02·ann_similarity  (breaks ties between items only popularity found)
 so re-orders lead, then what sells with them, then what is popular now. Each row's score
 depends on that row alone, as the learned ranker's does, so batching changes nothing.
@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 
 from services.config import TailorConfig
-from services.insights.history import ACQUISITIONS, baskets_of
+from services.insights.history import baskets_of, positives
 from services.recommend.candidates import gather, shopper_for
 from services.recommend.features import FEATURES, candidate_features
 from services.recommend.filters import repurchase_allowed
 from services.recommend.snapshot import Snapshot, snapshot_at
 from services.recommend.vector_index import VectorIndex
 
-BLEND_WEIGHTS = {"history": 1.0, "co_purchase": 0.5, "recent": 0.2, "popular": 0.1}
+BLEND_WEIGHTS = {"history": 1.0, "co_purchase": 0.5, "als": 0.3, "recent": 0.2, "popular": 0.1}
 ANN_WEIGHT = 0.02
 RRF_K = 10.0
 VALIDATION_SHARE = 0.2
@@ -97,8 +97,9 @@ class TrainingResult:
 
 
 def graded_labels(events: pd.DataFrame, start: pd.Timestamp, user_ids: np.ndarray, item_row: pd.Series) -> dict[int, dict[int, int]]:
-    """user row → {item row: grade}: baskets holding the item on/after `start`, capped at MAX_GRADE."""
-    after = events[(events["timestamp"] >= start) & events["event_type"].isin(ACQUISITIONS)]
+    """user row → {item row: grade}: baskets holding the item on/after `start` (purchases, or
+    reviews rated 4+: what the evaluation counts as a hit), capped at MAX_GRADE."""
+    after = positives(events[events["timestamp"] >= start])
     user_row = pd.Series(np.arange(len(user_ids)), index=user_ids)
     frame = pd.DataFrame(
         {

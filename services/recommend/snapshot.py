@@ -16,6 +16,7 @@ from services.config import TailorConfig
 from services.insights.co_purchase import CoPurchase, co_purchase
 from services.insights.history import ShopHistory, shop_history
 from services.insights.profiles import user_vectors
+from services.recommend.factors import Factors, fit_factors
 from services.recommend.vector_index import VectorIndex
 
 
@@ -27,6 +28,7 @@ class Snapshot:
     history: ShopHistory
     co_purchase: CoPurchase
     user_vectors: np.ndarray       # row i ↔ history.user_ids[i]
+    factors: Factors               # ALS factors; user row i ↔ history.user_ids[i]
     config: TailorConfig
 
     @cached_property
@@ -73,4 +75,5 @@ def snapshot_at(
     before = events[events["timestamp"] < as_of]
     history = shop_history(before, items, as_of, config.ranking.recent_days)
     vectors = user_vectors(history.user_ids, items, item_vectors, before, config.profile)
-    return Snapshot(items, item_vectors, index, history, co_purchase(before, items), vectors, config)
+    factors = fit_factors(before, items, history.user_ids, config.ranking)
+    return Snapshot(items, item_vectors, index, history, co_purchase(before, items), vectors, factors, config)
