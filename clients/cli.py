@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -267,6 +268,92 @@ def demo(
             local_cluster.stop()
     if failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    data: Optional[Path] = typer.Option(None, "--data", help="Shop data, as for `build` (default: config data)."),
+    cutoff: Optional[str] = typer.Option(None, "--cutoff", help="ISO date: build on events before it, score on purchases on/after it (default: 30 days before the last event)."),
+    k: int = typer.Option(10, "--k", min=1, help="List length scored (NDCG@k, Recall@k, MAP@k)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Folder for the temporary Tailor build (default: the system's temporary folder)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Measure recommendation quality on a time split: Tailor beside popularity, recent popularity, repeat purchase, item-kNN, ANN only and ALS."""
+    from services.errors import DataFileError
+    from services.evaluation.harness import METRICS, EvaluationError
+    from services.evaluation.harness import evaluate as run_evaluation
+
+    settings = config_for(config, data=data)
+    if cutoff is not None:
+        try:
+            datetime.fromisoformat(cutoff)
+        except ValueError:
+            fail(f"--cutoff {cutoff!r} is not an ISO date (YYYY-MM-DD)", 2)
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=console) as progress:
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        try:
+            result = run_evaluation(settings.data, cutoff, k, settings, report, workdir=workdir)
+        except (EvaluationError, DataFileError) as error:
+            fail(str(error), 2)
+    show_evaluation(result, tuple(result["methods"]), METRICS)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"Results written to {json_out}")
+
+
+def show_evaluation(result: dict, methods: tuple[str, ...], metrics: tuple[str, ...]) -> None:
+    k = result["k"]
+    names = {"ndcg": f"NDCG@{k}", "recall": f"Recall@{k}", "map": f"MAP@{k}", "coverage": "coverage", "diversity": "diversity"}
+    table = Table(
+        title=f"{result['shoppers_scored']:,} shoppers scored on what they bought from {result['cutoff'][:10]} on",
+        caption=f"best per metric in bold green; {result['seconds']['total']:.0f} s",
+    )
+    table.add_column("method", no_wrap=True)
+    for metric in metrics:
+        table.add_column(names[metric], justify="right", no_wrap=True)
+    best = {metric: max(result["methods"][m][metric] for m in methods) for metric in metrics}
+    for method in methods:
+        scores = result["methods"][method]
+        table.add_row(method, *(f"[bold green]{scores[m]:.4f}[/]" if scores[m] == best[m] else f"{scores[m]:.4f}" for m in metrics))
+    console.print(table)
+    validation = result["validation"]
+    tuned = Table(
+        title=f"Settings chosen by NDCG@{k} on {validation['shoppers']:,} shoppers "
+        f"(trained before {validation['cutoff'][:10]}, scored up to {result['cutoff'][:10]})",
+    )
+    tuned.add_column("method", no_wrap=True)
+    tuned.add_column("settings", overflow="fold")
+    tuned.add_column("tried", justify="right")
+    tuned.add_column(f"validation NDCG@{k}", justify="right")
+    for method in methods:
+        params = dict(result["methods"][method].get("params", {}))
+        if not params:
+            continue
+        score, tried = params.pop("validation_ndcg", None), params.pop("settings_tried", 0)
+        tuned.add_row(
+            method,
+            ", ".join(f"{key}={value}" for key, value in params.items()) or "(nothing to tune)",
+            str(tried),
+            "-" if score is None else f"{score:.4f}",
+        )
+    console.print(tuned)
+    versus = result.get("tailor_vs_best_other", {})
+    if versus.get("ndcg_ratio") is not None:
+        console.print(
+            f"Tailor's NDCG@{k} is {versus['ndcg_ratio']:.3f}× the best other method's ({versus['method']}); "
+            f"diversity weight {versus['diversity_weight']:g}."
+        )
 
 
 if __name__ == "__main__":
