@@ -156,6 +156,9 @@ def recommend(
     promo_code: str = typer.Option("", "--promo-code", help="Promotion code the copy may mention."),
     percent_off: float = typer.Option(0.0, "--percent-off", help="Promotion discount in percent."),
     no_copy: bool = typer.Option(False, "--no-copy", help="Products only, no copy."),
+    exclude_purchased: bool = typer.Option(False, "--exclude-purchased", help="Only products new to this customer (discovery)."),
+    cold_start: bool = typer.Option(False, "--cold-start", help="A list even for a customer the build does not know."),
+    context: Optional[list[str]] = typer.Option(None, "--context", help="A product the session viewed (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help="host:port of the gRPC proxy (default from config)."),
     as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
     config: Optional[Path] = ConfigOption,
@@ -180,7 +183,17 @@ def recommend(
         except grpc.FutureTimeoutError:
             fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
         try:
-            response = client.recommend(user, k=k, channel=channel, language=language, promotion=promotion, skip_copy=no_copy)
+            response = client.recommend(
+                user,
+                k=k,
+                channel=channel,
+                language=language,
+                promotion=promotion,
+                skip_copy=no_copy,
+                exclude_purchased=exclude_purchased,
+                cold_start=cold_start,
+                context_item_ids=context or (),
+            )
         except grpc.RpcError as error:
             fail(f"{error.code().name}: {error.details()}")
     if as_json:
@@ -193,27 +206,35 @@ def show_recommendation(user_id: str, response, channel: str) -> None:
     from tailor.v1 import copy_pb2
 
     profile = response.profile
-    console.print(
-        Panel(
+    if response.HasField("profile"):
+        about = (
             f"[bold]{profile.purchase_count}[/] purchases ({profile.distinct_items} distinct products, "
             f"{profile.total_spend:,.2f} {profile.currency})\n"
             f"interests: [cyan]{', '.join(profile.interests) or '-'}[/]\n"
-            f"last purchase: {profile.last_purchase_date or '-'}",
-            title=f"Customer {user_id}",
-            expand=False,
+            f"last purchase: {profile.last_purchase_date or '-'}"
         )
-    )
+    else:
+        about = "not in this build: popular, recently popular and session-related products"
+    console.print(Panel(about, title=f"Customer {user_id or '(anonymous)'}", expand=False))
     table = Table(show_header=True, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("product")
     table.add_column("price", justify="right")
     table.add_column("score", justify="right")
     table.add_column("why")
+    table.add_column("found by", style="dim")
     for position, ranked in enumerate(response.items, 1):
         item = ranked.item
         price = f"{item.price:,.2f} {item.currency}" if item.has_price else "-"
-        table.add_row(str(position), f"{item.title} [dim]({item.item_id})[/]", price, f"{ranked.score:.3f}", "; ".join(ranked.reasons))
-    console.print(table if response.items else "[yellow]No products left to recommend (the customer owns everything allowed).[/]")
+        table.add_row(
+            str(position),
+            f"{item.title} [dim]({item.item_id})[/]",
+            price,
+            f"{ranked.score:.3f}",
+            "; ".join(ranked.reasons),
+            ", ".join(ranked.sources),
+        )
+    console.print(table if response.items else "[yellow]No products left to recommend (the filter and the re-order rule leave none).[/]")
     if response.HasField("copy"):
         copy = response.copy
         source = copy_pb2.CopySource.Name(copy.source).removeprefix("COPY_SOURCE_").lower()
