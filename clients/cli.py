@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -31,6 +32,21 @@ ArtifactsOption = typer.Option(None, "--artifacts", help="Artifacts folder holdi
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bars(label_width: int):
+    """A progress bar per step: yields the (step, done, total) callable the domain reports to."""
+    columns = (TextColumn(f"{{task.description:<{label_width}}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=console) as progress:
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        yield report
 
 
 def config_for(config: Optional[Path], **overrides):
@@ -72,15 +88,7 @@ def build(
     from services.errors import DataFileError
 
     settings = config_for(config, data=data, artifacts_dir=out)
-    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    tasks: dict[str, int] = {}
-    with Progress(*columns, console=console) as progress:
-
-        def report(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = progress.add_task(step, total=total)
-            progress.update(tasks[step], completed=done, total=total)
-
+    with progress_bars(14) as report:
         try:
             result = build_artifacts(settings.data, settings.artifacts_dir, settings, report, force=force)
         except DataFileError as error:
@@ -313,15 +321,7 @@ def evaluate(
             fail(f"--cutoff {cutoff!r} is not an ISO date (YYYY-MM-DD)", 2)
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    tasks: dict[str, int] = {}
-    with Progress(*columns, console=console) as progress:
-
-        def report(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = progress.add_task(step, total=total)
-            progress.update(tasks[step], completed=done, total=total)
-
+    with progress_bars(24) as report:
         try:
             result = run_evaluation(settings.data, cutoff, k, settings, report, workdir=workdir)
         except (EvaluationError, DataFileError) as error:
