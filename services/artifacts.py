@@ -153,7 +153,8 @@ class Artifacts:
         from services.recommend.snapshot import Snapshot
 
         # Same user order as the profiles: the history and the user vectors share user rows.
-        assert (self.history.user_ids == self.users["user_id"].to_numpy()).all(), "history and profiles disagree"
+        if not np.array_equal(self.history.user_ids, self.users["user_id"].to_numpy()):
+            raise Unavailable(f"build {self.build_id} is inconsistent: its history and profiles list different shoppers; rebuild it")
         from services.recommend.factors import Factors
 
         factors = Factors(np.load(self.file("user_factors")), np.load(self.file("item_factors")))
