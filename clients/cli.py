@@ -359,7 +359,7 @@ def show_evaluation(result: dict, methods: tuple[str, ...], metrics: tuple[str, 
     tuned.add_column(f"validation NDCG@{k}", justify="right")
     for method in methods:
         params = dict(result["methods"][method].get("params", {}))
-        if not params:
+        if not params or method == "tailor":
             continue
         score, tried = params.pop("validation_ndcg", None), params.pop("settings_tried", 0)
         tuned.add_row(
@@ -369,6 +369,10 @@ def show_evaluation(result: dict, methods: tuple[str, ...], metrics: tuple[str, 
             "-" if score is None else f"{score:.4f}",
         )
     console.print(tuned)
+    ranker = result["methods"]["tailor"].get("params", {})
+    if ranker:
+        how = f"validation NDCG@10 {ranker['ranker_validation_ndcg_at_10']:.4f} at its internal cut" if "ranker_validation_ndcg_at_10" in ranker else ranker.get("why", "")
+        console.print(f"Tailor's build ranked with {ranker['ranker']} ({how}).")
     versus = result.get("tailor_vs_best_other", {})
     if versus.get("ndcg_ratio") is not None:
         console.print(

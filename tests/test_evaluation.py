@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from clients.cli import app
 from services.evaluation import baselines, harness, metrics
-from services.evaluation.baselines import BASELINES, AnnOnly, Popularity, RecentPopularity, Repeat, positive_events
+from services.evaluation.baselines import BASELINES, AnnOnly, Popularity, RecentPopularity, Repeat
+from services.insights.history import positive_events
 from services.evaluation.harness import EvaluationError, evaluate, time_split
 from services.shop_data import ShopData, load_shop_data
 from tests.conftest import SAMPLE, SHARED
@@ -267,6 +268,7 @@ def test_evaluate_scores_every_method_on_the_sample_and_nothing_sees_the_future(
     assert all(seen < SAMPLE_CUTOFF for seen in latest_seen.values()), latest_seen
     assert result["k"] == 5 and result["cutoff"].startswith("2011-09-01") and result["shoppers_scored"] > 0
     assert set(result["methods"]) == set(harness.METHODS) | {harness.WITHOUT_DIVERSITY}
+    assert result["methods"]["tailor"]["params"]["ranker"] in ("blend", "lightgbm")
     versus = result["tailor_vs_best_other"]
     assert versus["method"] in set(harness.METHODS) - {"tailor"}
     assert versus["ndcg_ratio"] == pytest.approx(result["methods"]["tailor"]["ndcg"] / result["methods"][versus["method"]]["ndcg"], rel=1e-3)

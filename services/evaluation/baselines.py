@@ -23,17 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-POSITIVE_RATING = 4.0
-
-
-def positive_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Purchases; where the log has none, reviews rated ≥ POSITIVE_RATING."""
-    kind = events["event_type"]
-    bought = events[kind == "purchase"]
-    if len(bought) or not (kind == "review").any():
-        return bought
-    rating = pd.to_numeric(events["rating"], errors="coerce")
-    return events[(kind == "review") & (rating >= POSITIVE_RATING)]
+from services.insights.history import positive_events
 
 
 @dataclass

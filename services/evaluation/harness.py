@@ -6,7 +6,7 @@
 
 A shopper is scored when they bought before the cut-off and again on or after it; their
 truth is the set of distinct items they bought on or after it (items bought before too count:
-re-orders count). "Bought" is `baselines.positive_events` (purchases; reviews rated ≥ 4 in
+re-orders count). "Bought" is `insights.history.positive_events` (purchases; reviews rated ≥ 4 in
 review-only data). Nothing learns or is tuned on events on/after the cut-off: every fit,
 Tailor's build and all tuning see only the training log; baseline settings are chosen by
 NDCG@k on a validation split inside it (the same rule: bought before the validation cut-off
@@ -28,7 +28,8 @@ import pandas as pd
 from services.config import TailorConfig, load_config
 from services.errors import TailorError
 from services.evaluation import metrics
-from services.evaluation.baselines import BASELINES, POSITIVE_RATING, AnnOnly, Baseline, positive_events
+from services.evaluation.baselines import BASELINES, AnnOnly, Baseline
+from services.insights.history import POSITIVE_RATING, positive_events
 from services.shop_data import ShopData, load_shop_data
 
 Progress = Callable[[str, int, int], None]
@@ -209,6 +210,13 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="tailor-evaluate-", dir=workdir) as scratch:
         train_shop = ShopData(items=shop.items, events=split.train, report=shop.report)
         artifacts, seconds["tailor build steps"] = build_tailor(train_shop, data_path, Path(scratch), config, progress)
+        ranker = artifacts.manifest["ranker"]
+        # Which ranker Tailor's build chose, and why (the blend where the log is too small).
+        tailor_ranker = {
+            "ranker": ranker["kind"],
+            **({"why": ranker["why"]} if "why" in ranker else {}),
+            **({"ranker_validation_ndcg_at_10": ranker["validation"]["ndcg_at_10"]} if "validation" in ranker else {}),
+        }
         for name, run in (("tailor", run_tailor), ("ann", run_ann)):
             clock = time.perf_counter()
             lists[name] = run(artifacts, config, split, items, k, progress)
@@ -224,6 +232,8 @@ def evaluate(
     for done, name in enumerate(METHODS + tuple(name for name in lists if name not in METHODS)):
         scores = metrics.score_run(dict(zip(split.truth, lists[name])), split.truth, k, len(items), item_vectors, item_row)
         results[name] = {metric: round(scores[metric], 6) for metric in METRICS}
+        if name == "tailor":
+            results[name]["params"] = tailor_ranker
         if name in tuned:
             params, score, tried = tuned[name]
             results[name]["params"] = {

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from services.insights.history import positives
+from services.insights.history import positive_events
 
 NEIGHBOURS = 50
 MAX_BASKET_ITEMS = 200
@@ -73,7 +73,7 @@ class CoPurchase:
 
 def co_purchase(events: pd.DataFrame, items: pd.DataFrame, neighbours: int = NEIGHBOURS) -> CoPurchase:
     item_row = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
-    bought = positives(events)
+    bought = positive_events(events)
     # Events without a session (e.g. reviews) have no basket to share: the shopper's whole
     # history stands in for one, which makes this item-to-item CF over shoppers.
     session = bought["session_id"].fillna("").astype(str)

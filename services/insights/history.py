@@ -142,13 +142,19 @@ class ShopHistory:
         )
 
 
-def positives(events: pd.DataFrame) -> pd.DataFrame:
-    """Acquisitions that say the shopper liked the item: purchases, and reviews rated 4 or more
-    (or unrated). A low-rated review still makes the item owned, but it recommends nothing."""
+POSITIVE_RATING = 4.0
+
+
+def positive_events(events: pd.DataFrame) -> pd.DataFrame:
+    """What a shopper "bought", for labels, co-purchase, ALS and the evaluation alike:
+    purchases; in a log without purchases (review-only data), reviews rated ≥ POSITIVE_RATING.
+    A low-rated review still makes the item owned (ACQUISITIONS), but it recommends nothing."""
     kind = events["event_type"]
+    bought = events[kind == "purchase"]
+    if len(bought) or not (kind == "review").any():
+        return bought
     rating = pd.to_numeric(events["rating"], errors="coerce")
-    liked = (kind == "purchase") | ((kind == "review") & (rating.isna() | (rating >= 4)))
-    return events[liked]
+    return events[(kind == "review") & (rating >= POSITIVE_RATING)]
 
 
 def baskets_of(events: pd.DataFrame) -> pd.Series:

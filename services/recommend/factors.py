@@ -16,7 +16,7 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from services.config import RankingConfig
-from services.insights.history import baskets_of, positives
+from services.insights.history import baskets_of, positive_events
 
 
 @dataclass
@@ -33,7 +33,7 @@ def fit_factors(events: pd.DataFrame, items: pd.DataFrame, user_ids: np.ndarray,
     from implicit.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import bm25_weight
 
-    liked = positives(events)
+    liked = positive_events(events)
     user_row = pd.Series(np.arange(len(user_ids)), index=user_ids)
     item_row = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
     frame = pd.DataFrame(

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from services.config import TailorConfig
-from services.insights.history import baskets_of, positives
+from services.insights.history import baskets_of, positive_events
 from services.recommend.candidates import gather, shopper_for
 from services.recommend.features import FEATURES, candidate_features
 from services.recommend.filters import repurchase_allowed
@@ -99,7 +99,8 @@ class TrainingResult:
 def graded_labels(events: pd.DataFrame, start: pd.Timestamp, user_ids: np.ndarray, item_row: pd.Series) -> dict[int, dict[int, int]]:
     """user row → {item row: grade}: baskets holding the item on/after `start` (purchases, or
     reviews rated 4+: what the evaluation counts as a hit), capped at MAX_GRADE."""
-    after = positives(events[events["timestamp"] >= start])
+    liked = positive_events(events)
+    after = liked[liked["timestamp"] >= start]
     user_row = pd.Series(np.arange(len(user_ids)), index=user_ids)
     frame = pd.DataFrame(
         {
