@@ -119,7 +119,7 @@ class ShopHistory:
     def from_tables(cls, pairs: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> "ShopHistory":
         counts = np.bincount(pairs["user_row"].to_numpy(), minlength=len(users))
         return cls(
-            as_of=pd.Timestamp(users["as_of"].iloc[0]) if len(users) else pd.Timestamp(0, tz="UTC"),
+            as_of=pd.Timestamp(users["as_of"].iloc[0]) if len(users) else pd.Timestamp(0),
             user_ids=users["user_id"].to_numpy(dtype=object),
             pair_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             pair_item=pairs["item_row"].to_numpy(np.int64),
@@ -210,7 +210,6 @@ def shop_history(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp,
     pairs["baskets"] = pairs["baskets"].fillna(0.0)
     pairs["quantity"] = pairs["quantity"].fillna(0.0)
     pairs["interest"] = pairs["interest"].fillna(0.0)
-    counts = np.bincount(pairs["u"].to_numpy(np.int64), minlength=n_users)
 
     # Items: buyers, recent buyers, re-order behaviour, short-term trend.
     by_item = per_pair.reset_index().groupby("i")
@@ -237,25 +236,38 @@ def shop_history(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp,
     price = by_user["price"].median().reindex(range(n_users)).to_numpy(np.float64)
     user_items = per_pair.reset_index().groupby("u").size().reindex(range(n_users), fill_value=0).to_numpy(np.float64)
 
-    return ShopHistory(
-        as_of=as_of,
-        user_ids=user_ids,
-        pair_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        pair_item=pairs["i"].to_numpy(np.int64),
-        pair_baskets=pairs["baskets"].to_numpy(np.float64),
-        pair_quantity=pairs["quantity"].to_numpy(np.float64),
-        pair_days_since=pairs["days_since"].to_numpy(np.float64),
-        pair_interval=pairs["interval"].to_numpy(np.float64),
-        pair_interest=pairs["interest"].to_numpy(np.float64),
-        item_buyers=buyers,
-        item_recent_buyers=recent_buyers,
-        item_reorder_share=np.divide(repeat, buyers, out=np.zeros(n_items), where=buyers > 0),
-        item_repeat_buyers=repeat,
-        item_interval=interval,
-        item_trend=trend,
-        user_baskets=user_baskets,
-        user_days_since=user_days,
-        user_spend=spend,
-        user_price=price,
-        user_items=user_items,
+    # Built through the same tables a published build stores, so a loaded history is this one.
+    return ShopHistory.from_tables(
+        pd.DataFrame(
+            {
+                "user_row": pairs["u"].to_numpy(np.int64),
+                "item_row": pairs["i"].to_numpy(np.int64),
+                "baskets": pairs["baskets"].to_numpy(np.float64),
+                "quantity": pairs["quantity"].to_numpy(np.float64),
+                "days_since": pairs["days_since"].to_numpy(np.float64),
+                "interval": pairs["interval"].to_numpy(np.float64),
+                "interest": pairs["interest"].to_numpy(np.float64),
+            }
+        ),
+        pd.DataFrame(
+            {
+                "buyers": buyers,
+                "recent_buyers": recent_buyers,
+                "reorder_share": np.divide(repeat, buyers, out=np.zeros(n_items), where=buyers > 0),
+                "repeat_buyers": repeat,
+                "interval": interval,
+                "trend": trend,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "user_id": user_ids,
+                "baskets": user_baskets,
+                "days_since": user_days,
+                "spend": spend,
+                "price": price,
+                "items": user_items,
+                "as_of": as_of,
+            }
+        ),
     )
