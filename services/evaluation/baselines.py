@@ -249,16 +249,8 @@ class ItemKNN(Baseline):
         return self
 
     def recommend_rows(self, user_ids, k):
-        rows = self.matrix_.rows_of(user_ids)
-        known = rows[rows >= 0]
-        scored: dict[int, list[int]] = {}
-        if len(known):
-            ids, scores = self.model_.recommend(
-                known, self.user_items_[known], N=k, filter_already_liked_items=False
-            )
-            for row, line_ids, line_scores in zip(known, ids, scores):
-                scored[int(row)] = [int(i) for i, s in zip(line_ids, line_scores) if i >= 0 and s > 0]
-        return [complete(scored.get(int(row), []), self.fallback_, k) for row in rows]
+        # A zero score means no neighbour of anything the shopper bought: fall back instead.
+        return implicit_lists(self.model_, self.user_items_, self.matrix_.rows_of(user_ids), k, self.fallback_, positive_only=True)
 
 
 class ALS(Baseline):
@@ -316,14 +308,20 @@ class ALS(Baseline):
         return self
 
     def recommend_rows(self, user_ids, k):
-        rows = self.matrix_.rows_of(user_ids)
-        known = rows[rows >= 0]
-        scored: dict[int, list[int]] = {}
-        if len(known):
-            with _implicit_threads():
-                ids, _ = self.model_.recommend(known, self.user_items_[known], N=k, filter_already_liked_items=False)
-            scored = {int(row): [int(i) for i in line if i >= 0] for row, line in zip(known, ids)}
-        return [complete(scored.get(int(row), []), self.fallback_, k) for row in rows]
+        return implicit_lists(self.model_, self.user_items_, self.matrix_.rows_of(user_ids), k, self.fallback_)
+
+
+def implicit_lists(model, user_items, rows: np.ndarray, k: int, fallback, positive_only: bool = False) -> list[list[int]]:
+    """Lists from an `implicit` model for shopper rows (-1: unknown to it), owned items kept
+    (re-orders count), each completed from `fallback`."""
+    known = rows[rows >= 0]
+    scored: dict[int, list[int]] = {}
+    if len(known):
+        with _implicit_threads():
+            ids, scores = model.recommend(known, user_items[known], N=k, filter_already_liked_items=False)
+        for row, line_ids, line_scores in zip(known, ids, scores):
+            scored[int(row)] = [int(i) for i, s in zip(line_ids, line_scores) if i >= 0 and (s > 0 or not positive_only)]
+    return [complete(scored.get(int(row), []), fallback, k) for row in rows]
 
 
 class AnnOnly(Baseline):

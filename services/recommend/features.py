@@ -58,7 +58,7 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         position = np.minimum(position, max(len(pair_items) - 1, 0))
         hit = (pair_items[position] == rows) if len(pair_items) else np.zeros(n, bool)
         where = pairs.start + position[hit]
-        bought = np.where(hit, 0.0, 0.0)
+        bought = np.zeros(n)  # a known shopper who never bought the item: 0, not missing
         bought[hit] = h.pair_baskets[where]
         quantity = np.zeros(n)
         quantity[hit] = h.pair_quantity[where]
