@@ -77,6 +77,37 @@ class ProfileConfig(BaseModel):
     interest_tags: int = Field(5, ge=1)
 
 
+class InsightsConfig(BaseModel):
+    """What `tailor build` learns about the shoppers and the market (services/insights/)."""
+
+    # Derived categories for a shop without its own (clusters of item vectors): this many,
+    # or, when None, about √(items / 2) clamped to [8, 40].
+    derived_categories: int | None = Field(None, ge=2)
+    # An interest term must characterise at least this many shoppers (no one-off rare tokens).
+    tag_min_shoppers: int = Field(3, ge=1)
+    interest_tags: int = Field(5, ge=1)
+    # Segments: K-means with k in [segments_min, segments_max] chosen by silhouette on a sample
+    # of at most segment_sample shoppers; no segment under segment_min_share of the shoppers.
+    segments_min: int = Field(4, ge=2)
+    segments_max: int = Field(8, ge=2)
+    segment_sample: int = Field(10_000, ge=100)
+    segment_min_share: float = Field(0.02, ge=0, lt=0.25)
+    # Purchase propensity: probability of buying again within this many days.
+    propensity_horizon_days: float = Field(30.0, gt=0)
+    # Trends: weekly series with at least this many active weeks are forecast and backtested
+    # over the last trend_backtest_weeks weeks at horizons 1..trend_horizon.
+    trend_min_active_weeks: int = Field(26, ge=4)
+    trend_backtest_weeks: int = Field(8, ge=1)
+    trend_horizon: int = Field(4, ge=1)
+    # ARIMA (besides exponential smoothing) for the categories and this many best-selling items.
+    trend_arima_items: int = Field(200, ge=0)
+    # Association rules over baskets.
+    rules_min_support: float = Field(0.005, gt=0, le=1)
+    rules_min_confidence: float = Field(0.1, gt=0, le=1)
+    rules_per_item: int = Field(10, ge=1)
+    seed: int = 0
+
+
 class RankingConfig(BaseModel):
     # What a shopper bought before may come back: "reorderable" offers again the items the
     # shop sees re-ordered by the same shoppers (never a one-off item), "never" offers nothing
@@ -167,6 +198,7 @@ class TailorConfig(BaseSettings):
     index: IndexConfig = IndexConfig()
     profile: ProfileConfig = ProfileConfig()
     ranking: RankingConfig = RankingConfig()
+    insights: InsightsConfig = InsightsConfig()
     llm: LLMConfig = LLMConfig()
     serving: ServingConfig = ServingConfig()
 
