@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 PROTOS := $(wildcard protos/tailor/v1/*.proto)
 
-.PHONY: setup protos models build demo serve test clean
+.PHONY: setup protos models browser build demo serve test clean
 
 setup: $(STAMPS)/install $(STAMPS)/models
 
@@ -60,7 +60,17 @@ demo: build
 serve: build
 	$(BIN)/tailor serve --artifacts $(ARTIFACTS)
 
-test: setup
+# Headless Chromium and its driver, from Debian's packages, for the test that opens `tailor report`'s page.
+$(STAMPS)/browser:
+	@mkdir -p $(STAMPS)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
+	touch $@
+
+browser: $(STAMPS)/browser
+
+test: setup $(STAMPS)/browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
