@@ -94,6 +94,7 @@ def build(
         except DataFileError as error:
             fail(str(error), 2)
     show_build(result.manifest, result.path)
+    show_insights(result.manifest)
     if result.reused:
         console.print("[green]Up to date:[/] the published build came from the same data and settings (--force rebuilds).")
 
@@ -123,6 +124,134 @@ def show_build(manifest: dict, path: Path) -> None:
         f"{manifest['index']['type']} index of dimension {manifest['index']['dimension']}; "
         f"{manifest['seconds']} s. Published {path}"
     )
+
+
+def show_insights(manifest: dict) -> None:
+    """What the build learned about the shoppers and the market, and what each stage took."""
+    stages = Table(title="Build stages", show_header=True, header_style="bold")
+    stages.add_column("stage")
+    stages.add_column("seconds", justify="right")
+    for stage, seconds in manifest.get("stages", {}).items():
+        stages.add_row(stage, f"{seconds:.1f}")
+    console.print(stages)
+
+    categories = manifest.get("categories", {})
+    if categories:
+        console.print(f"[bold]Categories[/] ({categories['source']}): {categories['categories']}, e.g. "
+                      + ", ".join(list(categories["names"].values())[:8]))
+    segments = manifest.get("segments", {})
+    if segments:
+        table = Table(title=f"Segments ({segments['note']})", header_style="bold")
+        for column in ("segment", "shoppers", "share", "description"):
+            table.add_column(column, justify="right" if column in ("shoppers", "share") else "left")
+        for segment in segments["segments_table"]:
+            table.add_row(segment["name"], f"{segment['shoppers']:,}", f"{segment['share']:.1%}", segment["description"])
+        console.print(table)
+    propensity = manifest.get("propensity", {})
+    if propensity:
+        held = propensity["held_out"]
+        lines = [f"[bold]Purchase propensity[/] within {propensity['horizon_days']:g} days ({propensity['method']}); held-out window:"]
+        for name, scores in (("model", held["model"]), ("recency baseline", held["recency_baseline"])):
+            if scores:
+                auc = "-" if scores["auc"] is None else f"{scores['auc']:.3f}"
+                lines.append(f"  {name:<17} ROC-AUC {auc}  Brier {scores['brier']:.4f}")
+        if propensity.get("note"):
+            lines.append(f"  [dim]{propensity['note']}[/]")
+        console.print("\n".join(lines))
+    trends = manifest.get("trends", {})
+    if trends:
+        lines = [f"[bold]Forecasts[/] (rolling origin over the last weeks, horizons 1-{manifest['config']['insights']['trend_horizon']}):"]
+        for kind, summary in trends["backtest"].items():
+            if not summary.get("series"):
+                lines.append(f"  {kind}: no series with enough active weeks")
+                continue
+            wape, mase = summary["wape"], summary["mase"]
+            lines.append(
+                f"  {summary['series']} {kind} series: WAPE chosen {wape['chosen']:.3f} · naive {wape['naive']:.3f} · "
+                f"4-week mean {wape['mean4']:.3f};  MASE {mase['chosen']:.3f} · {mase['naive']:.3f} · {mase['mean4']:.3f};  "
+                f"chosen beats the better baseline on {summary['beats_better_baseline']:.0%}"
+            )
+            if "out_of_sample" in summary:
+                oos = summary["out_of_sample"]
+                lines.append(
+                    f"    out of sample (picked on the first half): WAPE {oos['wape']['chosen']:.3f} vs "
+                    f"{oos['wape']['naive']:.3f} · {oos['wape']['mean4']:.3f}; beats the better baseline on {oos['beats_better_baseline']:.0%}"
+                )
+        console.print("\n".join(lines))
+    rules = manifest.get("rules", {})
+    if rules:
+        lines = [f"[bold]Basket rules[/]: {rules['rules']:,} over {rules['baskets']:,} baskets; top by lift:"]
+        for rule in rules["top_rules_by_lift"][:5]:
+            lines.append(
+                f"  {' + '.join(rule['antecedent'])} → {rule['consequent']}  "
+                f"(lift {rule['lift']:.1f}, confidence {rule['confidence']:.0%}, {rule['baskets']} baskets)"
+            )
+        console.print("\n".join(lines))
+
+
+@app.command()
+def describe(
+    user: str = typer.Option(..., "--user", help="Customer id, e.g. 12569."),
+    address: Optional[str] = typer.Option(None, "--address", help="host:port of the gRPC proxy (default from config)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Ask a running Tailor who a customer is: profile, segment, tags, propensity, basket rules."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from clients.client import TailorClient
+
+    settings = config_for(config)
+    address = address or f"{settings.serving.host}:{settings.serving.grpc_port}"
+    with TailorClient(address, settings.serving.app_name) as client:
+        try:
+            client.wait_ready(5)
+        except grpc.FutureTimeoutError:
+            fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
+        try:
+            response = client.describe_user(user)
+        except grpc.RpcError as error:
+            fail(f"{error.code().name}: {error.details()}")
+    if as_json:
+        console.print_json(json.dumps(MessageToDict(response, preserving_proto_field_name=True)))
+        return
+    rfm, segment, propensity = response.rfm, response.segment, response.propensity
+    recency = "never bought" if rfm.recency_days < 0 else f"last bought {rfm.recency_days:.0f} days ago"
+    lines = [
+        f"[bold]{segment.name}[/] — {segment.description}",
+        f"RFM {rfm.rfm}: {recency}, {rfm.frequency} baskets, {rfm.monetary:,.2f} {response.profile.currency}",
+        f"tags: [cyan]{', '.join(response.tags) or '-'}[/]",
+        "categories: " + (", ".join(f"{c.name} {c.share:.0%}" for c in response.categories) or "-"),
+        f"price band: {response.price_band or '-'}",
+        f"buys again within {propensity.horizon_days:g} days: [bold]{propensity.probability:.0%}[/] ({propensity.model}) because "
+        + ("; ".join(f"{f.phrase} ({f.contribution:+.2f})" for f in propensity.top_features) or "-"),
+        f"last basket: {len(response.last_basket_item_ids)} products on {response.last_basket_date or '-'}",
+    ]
+    for rule in response.rules:
+        lines.append(
+            f"  with {' + '.join(rule.antecedent_titles)} they often take [bold]{rule.consequent_title}[/] "
+            f"(lift {rule.lift:.1f}, confidence {rule.confidence:.0%})"
+        )
+    console.print(Panel("\n".join(lines), title=f"Customer {response.user_id} · build {response.build_id}", expand=False))
+
+
+@app.command()
+def report(
+    artifacts: Optional[Path] = ArtifactsOption,
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML page to write (self-contained: opens offline)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Write the marketing report of the published build: segments, RFM, forecasts, rules, propensity, data quality."""
+    from clients.report import write_report
+    from services.errors import Unavailable
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        path = write_report(settings.artifacts_dir, out.resolve())
+    except Unavailable as error:
+        fail(str(error))
+    console.print(f"Report written to {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser.")
 
 
 @app.command()

@@ -150,6 +150,10 @@ class TailorClient:
             ),
         )
 
+    def describe_user(self, user_id: str) -> marketing_pb2.DescribeUserResponse:
+        """Who the shopper is: profile, segment, tags, propensity and its reasons, basket rules."""
+        return self._call(self.marketing.DescribeUser, marketing_pb2.DescribeUserRequest(user_id=user_id))
+
     def close(self) -> None:
         self.channel.close()
 

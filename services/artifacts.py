@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from services.config import IndexConfig, TailorConfig
+from services.insights.basket_rules import BasketRules
 from services.insights.co_purchase import CoPurchase
 from services.insights.history import ShopHistory
-from services.errors import NotFound, Unavailable
+from services.insights.signals import ShopSignals
+from services.errors import NotFound, Unavailable, excerpt
 from services.recommend.vector_index import VectorIndex
 
 CURRENT = "current"
@@ -44,6 +46,13 @@ FILES = {
     "user_factors": "user_factors.npy",         # ALS factors, user row i ↔ history user i
     "item_factors": "item_factors.npy",
     "ranker": "ranker.lgb.txt",                 # LightGBM LambdaRank model (absent with the blend)
+    "categories": "categories.parquet",         # the shop's or derived categories (insights.categories)
+    "segments": "segments.parquet",             # named segments with centroids (insights.segments)
+    "propensity_reasons": "propensity_reasons.parquet",  # each shopper's top propensity features
+    "trend_items": "trend_items.parquet",       # per item: trending score, forecast, model (insights.trends)
+    "trend_series": "trend_series.parquet",     # weekly history and forecast of every series
+    "trend_backtest": "trend_backtest.parquet", # per eligible series: model and baselines' errors
+    "rules": "rules.parquet",                   # association rules over baskets (insights.basket_rules)
 }
 
 
@@ -160,15 +169,47 @@ class Artifacts:
         factors = Factors(np.load(self.file("user_factors")), np.load(self.file("item_factors")))
         vectors = np.asarray(self.item_vectors)
         return Snapshot(
-            self.items, vectors, self.index, self.history, self.co_purchase, np.asarray(self.user_vectors), factors, config
+            self.items, vectors, self.index, self.history, self.co_purchase, np.asarray(self.user_vectors), factors, self.signals, config
         )
+
+    @cached_property
+    def signals(self) -> ShopSignals:
+        """What the insights tell the ranker, from the tables the build stored."""
+        users = self.users
+        trending = pd.read_parquet(self.file("trend_items"), columns=["trending", "selling_fast"])
+        archetype = self.segments.set_index("segment_id")["archetype_code"]
+        return ShopSignals(
+            item_category=pd.factorize(self.items["category_id"].to_numpy(dtype=object), sort=True)[0].astype(np.int64),
+            trending=trending["trending"].to_numpy(np.float64),
+            selling_fast=trending["selling_fast"].to_numpy(bool),
+            segment_archetype=archetype.reindex(users["segment_id"].to_numpy()).to_numpy(np.float64),
+            propensity=users["propensity"].to_numpy(np.float64),
+            rules=self.rules,
+        )
+
+    @cached_property
+    def categories(self) -> pd.DataFrame:
+        return pd.read_parquet(self.file("categories"))
+
+    @cached_property
+    def segments(self) -> pd.DataFrame:
+        return pd.read_parquet(self.file("segments"))
+
+    @cached_property
+    def rules(self) -> BasketRules:
+        return BasketRules.from_table(pd.read_parquet(self.file("rules")), len(self.items), self.manifest["config"]["insights"]["rules_per_item"])
+
+    @cached_property
+    def propensity_reasons(self) -> dict[str, pd.DataFrame]:
+        reasons = pd.read_parquet(self.file("propensity_reasons"))
+        return {user: group.sort_values("rank") for user, group in reasons.groupby("user_id", sort=False)}
 
     def user_index(self, user_id: str, field: str = "user_id") -> int:
         if not user_id:
             raise NotFound(field, "is empty; give the id of a user in the published build")
         row = self.user_row.get(user_id)
         if row is None:
-            raise NotFound(field, f"no user {user_id!r} in build {self.build_id}")
+            raise NotFound(field, f"no user {excerpt(user_id)} in build {self.build_id}")
         return int(row)
 
     def item_indices(self, item_ids: list[str], field: str = "item_ids") -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,15 @@ from services.artifacts import BUILDS, FILES, MANIFEST, current_build_dir, publi
 from services.config import TailorConfig
 from services.recommend.embedding import TextEmbedder, item_texts
 from services.errors import DataFileError, Unavailable
+from services.insights.activity import shopper_activity
+from services.insights.categories import ItemCategories, item_categories
 from services.insights.co_purchase import co_purchase
 from services.insights.history import shop_history
 from services.insights.profiles import build_profiles
+from services.insights.propensity import Propensity, purchase_propensity
+from services.insights.segments import Segments
+from services.insights.signals import mine_rules, segment_shoppers
+from services.insights.trends import market_trends
 from services.recommend.factors import fit_factors
 from services.recommend.ranking import train_ranker
 from services.shop_data import ShopData, load_shop_data
@@ -35,8 +41,13 @@ from services.recommend.vector_index import build_index
 
 # (step, done, total): lets the command line draw progress bars without the domain knowing how.
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 EMBED_CHUNK = 512
-PACKAGES = ("faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm")
+# Changes when a build's files change, so that an older build of the same data is not reused.
+BUILD_FORMAT = 2
+PACKAGES = (
+    "faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm", "statsmodels", "jieba"
+)
 
 
 @dataclass
@@ -57,10 +68,9 @@ def build_artifacts(
     """Build and publish; with force=False an identical published build (same cleaned data,
     same settings) is kept instead of rebuilt."""
     started = time.perf_counter()
-    progress("load data", 0, 1)
-    shop = load_shop_data(data)
-    progress("load data", 1, 1)
-    return build_from_shop_data(shop, data, artifacts_dir, config, progress, force, started)
+    stages = Stages(progress)
+    shop = stages.run("load data", lambda: load_shop_data(data))
+    return build_from_shop_data(shop, data, artifacts_dir, config, progress, force, started, stages)
 
 
 def build_from_shop_data(
@@ -71,42 +81,74 @@ def build_from_shop_data(
     progress: Progress = no_progress,
     force: bool = False,
     started: float | None = None,
+    stages: "Stages | None" = None,
 ) -> BuildResult:
     """Build and publish from data already loaded (the evaluation builds on a time split this way)."""
     started = time.perf_counter() if started is None else started
     artifacts_dir = Path(artifacts_dir)
     if shop.events.empty:
         raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
-    settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding", "ranking"}))
-    fingerprint = content_hash(shop.items, shop.events, settings)
+    settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding", "ranking", "insights"}))
+    fingerprint = content_hash(shop.items, shop.events, {**settings, "format": BUILD_FORMAT})
     if not force and (published := published_manifest(artifacts_dir)) and published.get("fingerprint") == fingerprint:
         return BuildResult(current_build_dir(artifacts_dir), published, reused=True)
 
+    stages = stages or Stages(progress)
+    events = shop.events
+    # Everything describes the shop as of just after its last event.
+    as_of = events["timestamp"].max() + pd.Timedelta(seconds=1)
+    insights = config.insights
     items = shop.items.reset_index(drop=True)
     embedder = TextEmbedder(config)
-    texts = item_texts(items)
-    vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(texts), EMBED_CHUNK):
-        vectors[start : start + EMBED_CHUNK] = embedder.embed(texts[start : start + EMBED_CHUNK])
-        progress("embed items", min(start + EMBED_CHUNK, len(texts)), len(texts))
+    vectors = stages.run("embed items", lambda: embed_items(embedder, items, progress))
+    index = stages.run("index items", lambda: build_index(vectors, config.index))
 
-    progress("index items", 0, 1)
-    index = build_index(vectors, config.index)
-    progress("index items", 1, 1)
-
-    progress("profile users", 0, 1)
-    profiles = build_profiles(items, vectors, shop.events, config.profile)
+    categories = stages.run(
+        "categories",
+        lambda: item_categories(
+            items, vectors, insights.derived_categories, previous_categories(artifacts_dir), seed=insights.seed
+        ),
+    )
+    items = with_categories(items, categories)
+    profiles = stages.run(
+        "profile shoppers",
+        lambda: build_profiles(
+            items, vectors, events, config.profile, categories, as_of, insights.tag_min_shoppers, insights.interest_tags
+        ),
+    )
     items = items.merge(profiles.popularity, on="item_id", how="left", validate="one_to_one")
-    progress("profile users", 1, 1)
+    user_ids = profiles.users["user_id"].to_numpy()
+    currency = shop_currency(items)
+    activity = shopper_activity(events, as_of, user_ids)
+    segments = stages.run("segment shoppers", lambda: segment_shoppers(activity, config, currency))
+    propensity = stages.run(
+        "purchase propensity",
+        lambda: purchase_propensity(events, as_of, insights.propensity_horizon_days, seed=insights.seed, currency=currency),
+    )
+    trends = stages.run(
+        "market trends",
+        lambda: market_trends(
+            events,
+            items,
+            categories.item_category,
+            as_of,
+            min_active_weeks=insights.trend_min_active_weeks,
+            backtest_weeks=insights.trend_backtest_weeks,
+            horizon=insights.trend_horizon,
+            arima_items=insights.trend_arima_items,
+        ),
+    )
+    rules = stages.run("basket rules", lambda: mine_rules(events, items, config))
+    users = with_insights(profiles.users, segments, propensity)
 
     # What serving reads as of the end of the log; the ranker learns the same at an earlier cut.
-    progress("shop history", 0, 1)
-    as_of = shop.events["timestamp"].max() + pd.Timedelta(seconds=1)
-    history = shop_history(shop.events, items, as_of, config.ranking.recent_days)
-    baskets = co_purchase(shop.events, items)
-    factors = fit_factors(shop.events, items, history.user_ids, config.ranking)
-    progress("shop history", 1, 1)
-    trained = train_ranker(shop.events, items, vectors, index, config, progress)
+    history = stages.run("shop history", lambda: shop_history(events, items, as_of, config.ranking.recent_days))
+    baskets = stages.run("co-purchase", lambda: co_purchase(events, items))
+    factors = stages.run("ALS factors", lambda: fit_factors(events, items, history.user_ids, config.ranking))
+    trained = stages.run(
+        "train ranker",
+        lambda: train_ranker(events, items, vectors, index, config, progress, categories.item_category, trends.models()),
+    )
 
     built_at = datetime.now(timezone.utc)
     # Time first so builds sort by age; the suffix keeps two builds in one second apart.
@@ -118,10 +160,11 @@ def build_from_shop_data(
     staging.mkdir()
 
     progress("write build", 0, 1)
+    write_started = time.perf_counter()
     items.to_parquet(staging / FILES["items"], index=False)
     np.save(staging / FILES["item_vectors"], vectors)
     index.save(staging / FILES["index"])
-    profiles.users.to_parquet(staging / FILES["users"], index=False)
+    users.to_parquet(staging / FILES["users"], index=False)
     np.save(staging / FILES["user_vectors"], profiles.vectors)
     profiles.purchases.to_parquet(staging / FILES["purchases"], index=False)
     for name, table in history.tables().items():
@@ -131,6 +174,13 @@ def build_from_shop_data(
     np.save(staging / FILES["user_factors"], factors.users)
     np.save(staging / FILES["item_factors"], factors.items)
     trained.save(staging / FILES["ranker"])
+    categories.table.to_parquet(staging / FILES["categories"], index=False)
+    segments.table.to_parquet(staging / FILES["segments"], index=False)
+    propensity.contributions.to_parquet(staging / FILES["propensity_reasons"], index=False)
+    for name, table in trends.tables().items():
+        table.to_parquet(staging / FILES[f"trend_{name}"], index=False)
+    rules.tables().to_parquet(staging / FILES["rules"], index=False)
+    stages.seconds["write build"] = round(time.perf_counter() - write_started, 1)
     manifest = {
         "build_id": build_id,
         "fingerprint": fingerprint,
@@ -139,7 +189,7 @@ def build_from_shop_data(
         "counts": {
             "items": len(items),
             "events": len(shop.events),
-            "users": len(profiles.users),
+            "users": len(users),
             "owned_pairs": len(profiles.purchases),
             "events_by_type": shop.events["event_type"].value_counts().to_dict(),
         },
@@ -157,6 +207,12 @@ def build_from_shop_data(
             ),
         },
         "ranker": trained.report,
+        "categories": categories.report(),
+        "segments": segments.report(),
+        "propensity": propensity.report(),
+        "trends": trends.report(),
+        "rules": rules.report(),
+        "stages": stages.seconds,
         "config": settings,
         "versions": versions(),
         "seconds": round(time.perf_counter() - started, 1),
@@ -168,6 +224,70 @@ def build_from_shop_data(
     remove_old_builds(artifacts_dir, config.keep_builds)
     progress("write build", 1, 1)
     return BuildResult(final, manifest)
+
+
+class Stages:
+    """Runs the build's stages in order and keeps the seconds each took (printed, and kept in
+    the manifest)."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, work: Callable[[], T]) -> T:
+        self.progress(name, 0, 1)
+        started = time.perf_counter()
+        result = work()
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        self.progress(name, 1, 1)
+        return result
+
+
+def embed_items(embedder: TextEmbedder, items: pd.DataFrame, progress: Progress) -> np.ndarray:
+    texts = item_texts(items)
+    vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(texts), EMBED_CHUNK):
+        vectors[start : start + EMBED_CHUNK] = embedder.embed(texts[start : start + EMBED_CHUNK])
+        progress("embed items", min(start + EMBED_CHUNK, len(texts)), len(texts))
+    return vectors
+
+
+def previous_categories(artifacts_dir: Path) -> pd.DataFrame | None:
+    """The published build's category table: its derived ids carry over to this build."""
+    try:
+        return pd.read_parquet(current_build_dir(artifacts_dir) / FILES["categories"])
+    except (Unavailable, FileNotFoundError):
+        return None
+
+
+def with_categories(items: pd.DataFrame, categories: ItemCategories) -> pd.DataFrame:
+    """category_id on every item; where the shop gave no category, the derived one's name, so
+    that category filters, features and copy work the same for every shop."""
+    items = items.assign(category_id=categories.item_category)
+    blank = items["category"].fillna("").astype(str).str.strip() == ""
+    names = categories.names().reindex(items["category_id"]).to_numpy()
+    items.loc[blank, "category"] = names[blank.to_numpy()]
+    return items
+
+
+def with_insights(users: pd.DataFrame, segments: Segments, propensity: Propensity) -> pd.DataFrame:
+    """The profile table with each shopper's segment, propensity and place on the 2-D map."""
+    table = segments.table.set_index("segment_id")
+    segment_id = segments.segment_id.reindex(users["user_id"]).to_numpy()
+    place = segments.map_2d.reindex(users["user_id"])
+    return users.assign(
+        segment_id=segment_id.astype(np.int64),
+        segment=table["name"].reindex(segment_id).to_numpy(),
+        segment_tone=table["tone"].reindex(segment_id).to_numpy(),
+        propensity=propensity.probability.reindex(users["user_id"]).to_numpy(np.float64),
+        map_x=place["x"].to_numpy(np.float64),
+        map_y=place["y"].to_numpy(np.float64),
+    )
+
+
+def shop_currency(items: pd.DataFrame) -> str:
+    currency = items["currency"].replace("", np.nan).dropna()
+    return str(currency.mode().iloc[0]) if len(currency) else ""
 
 
 def content_hash(items: pd.DataFrame, events: pd.DataFrame, settings: dict) -> str:

@@ -101,8 +101,8 @@ class InsightsConfig(BaseModel):
     trend_horizon: int = Field(4, ge=1)
     # ARIMA (besides exponential smoothing) for the categories and this many best-selling items.
     trend_arima_items: int = Field(200, ge=0)
-    # Association rules over baskets.
-    rules_min_support: float = Field(0.005, gt=0, le=1)
+    # Association rules over baskets (at 0.002 about 1,250 of UCI's 3,674 items get a rule, at 0.005 about 560).
+    rules_min_support: float = Field(0.002, gt=0, le=1)
     rules_min_confidence: float = Field(0.1, gt=0, le=1)
     rules_per_item: int = Field(10, ge=1)
     seed: int = 0

@@ -115,7 +115,8 @@ class CopyWriter:
         reason: str = "",
     ) -> CopyFacts:
         user = self.artifacts.users.iloc[self.artifacts.user_index(user_id)] if user_id else None
-        item = self.artifacts.items.iloc[int(self.artifacts.item_indices([item_id])[0])]
+        item_row = int(self.artifacts.item_indices([item_id])[0])
+        item = self.artifacts.items.iloc[item_row]
         price = float(item["price"]) if np.isfinite(item["price"]) else None
         if price is not None and promotion.amount_off >= price > 0:
             raise InvalidArgument("promotion.amount_off", f"must be below the item price {price:.2f}, got {promotion.amount_off}")
@@ -127,13 +128,23 @@ class CopyWriter:
             category=str(item["category"] or ""),
             brand=str(item["brand"] or ""),
             interests=tuple(user["interests"]) if user is not None else (),
+            segment=str(user["segment"]) if user is not None else "",
             recent_titles=self.recent_titles(user_id) if user is not None else (),
+            goes_with=self.goes_with(item_row),
             reason=reason,
             channel=channel,
             language=language,
             promotion=promotion,
-            tone=tone or "friendly",
+            # The segment's tone (win-back for the lapsed, grateful for the loyal) unless asked otherwise.
+            tone=tone or (str(user["segment_tone"]) if user is not None else "") or "friendly",
         )
+
+    def goes_with(self, item_row: int) -> str:
+        """The title of what is most often bought with the item (its top basket rule), for cross-sell."""
+        rules = self.artifacts.rules.for_items([item_row])
+        if not len(rules):
+            return ""
+        return str(self.artifacts.items["title"].iat[int(rules["consequent_row"].iat[0])])
 
     def recent_titles(self, user_id: str) -> tuple[str, ...]:
         recent = list(self.artifacts.owned_recent_first.get(user_id, ())[:RECENT_TITLES])

@@ -228,6 +228,8 @@ class CopyFacts:
     interests: tuple[str, ...] = ()
     segment: str = ""
     recent_titles: tuple[str, ...] = ()
+    # What shoppers most often buy with the item (its top basket rule): a cross-sell line.
+    goes_with: str = ""
     reason: str = ""
     channel: str = "push"
     language: str = "en"
@@ -241,7 +243,7 @@ class CopyFacts:
             raise InvalidArgument("price", f"must be 0 or positive, got {self.price}")
         if self.promotion is None:
             object.__setattr__(self, "promotion", Promotion())
-        for name in ("item_id", "title", "currency", "category", "brand", "segment", "reason", "tone"):
+        for name in ("item_id", "title", "currency", "category", "brand", "segment", "goes_with", "reason", "tone"):
             object.__setattr__(self, name, _one_line(str(getattr(self, name) or "")))
         object.__setattr__(self, "currency", self.currency.upper())
         for name in ("interests", "recent_titles"):
@@ -475,6 +477,8 @@ def build_messages(facts: CopyFacts) -> list[dict[str, str]]:
         lines.append(f"Recently bought: {'; '.join(t for t in recent if t)}")
     if facts.reason:
         lines.append(f"Why this product: {_prompt_text(_nice_runs(facts.reason), 100, scrub=True)}")
+    if facts.goes_with:
+        lines.append(f"Often bought with it: {_prompt_text(display_title(facts.goes_with), 40, scrub=True)}")
     lines.append(f"Tone: {_prompt_text(facts.tone, 20) or 'friendly'}")
     if lang == "zh":
         lines.append("Write in Simplified Chinese; keep the product name as given.")
@@ -695,7 +699,7 @@ def _money(value: Decimal | float) -> str:
 def _fact_texts(facts: CopyFacts) -> list[str]:
     promo = facts.promotion
     return [
-        facts.title, facts.category, facts.brand, facts.reason, *facts.recent_titles, *facts.interests,
+        facts.title, facts.category, facts.brand, facts.reason, facts.goes_with, *facts.recent_titles, *facts.interests,
         promo.code, promo.ends, promo.description, _percent_text(promo.percent_off), _percent_text(promo.amount_off),
     ]
 
@@ -854,7 +858,7 @@ def _mentions_product(text: str, facts: CopyFacts) -> bool:
 def _other_products(facts: CopyFacts) -> list[str]:
     """Names of other products the facts carry: recent purchases, catalogue titles in the reason."""
     in_reason = [m.group(0) for m in _UPPER_RUN_RE.finditer(facts.reason) if len(re.findall(r"[A-Za-z]{2,}", m.group(0))) >= 2]
-    return list(dict.fromkeys([*facts.recent_titles, *in_reason]))
+    return list(dict.fromkeys([*facts.recent_titles, *([facts.goes_with] if facts.goes_with else []), *in_reason]))
 
 
 def _about_another_product(body: str, facts: CopyFacts) -> str:

@@ -1,6 +1,17 @@
 """Domain errors. serving/ maps each to one gRPC status code; nothing here knows gRPC."""
 
 
+EXCERPT_CHARS = 40
+
+
+def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """A bad value as an error quotes it: repr'd, cut to `limit` characters with its length said."""
+    value = str(value)
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
 class TailorError(Exception):
     """Base of every error Tailor reports to a caller on purpose."""
 

@@ -22,6 +22,7 @@ from serving import messages
 from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Unavailable
+from services.insights.description import describe_shopper
 from services.insights.profiles import summarise
 from services.recommend.flow import RecommendationFlow
 from tailor.v1 import (
@@ -123,6 +124,13 @@ class Marketing:
         if note:
             best.problems.append(note)
         return best
+
+    async def DescribeUser(self, request: marketing_pb2.DescribeUserRequest, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, marketing_pb2.DescribeUserResponse(), lambda: self.describe_user(request))
+
+    async def describe_user(self, request: marketing_pb2.DescribeUserRequest) -> marketing_pb2.DescribeUserResponse:
+        user_id = messages.check_user_id(request.user_id, self.config.serving)
+        return messages.description_message(describe_shopper(self.artifacts, user_id))
 
     # --- Leaf services, passed through ----------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import asdict
 from datetime import date
 
 import numpy as np
@@ -12,10 +13,11 @@ import pandas as pd
 from services.config import ServingConfig
 from services.copywriting import CopyOutcome, Promotion
 from services.errors import InvalidArgument
+from services.insights.description import ShopperDescription
 from services.recommend.candidates import SOURCE_NAMES
 from services.recommend.filters import ItemFilter
 from services.recommend.flow import RankedItem, ShopperQuery
-from tailor.v1 import common_pb2, copy_pb2, ranking_pb2, retrieval_pb2
+from tailor.v1 import common_pb2, copy_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
 
 PROMOTION_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # Names the domain uses, read off the proto enums: CHANNEL_SMS → "sms"; UNSPECIFIED → the default.
@@ -36,10 +38,16 @@ def check_k(k: int, limits: ServingConfig, field: str = "k") -> int:
     return k
 
 
-def check_user_id(user_id: str, field: str = "user_id") -> str:
-    if not user_id.strip():
+def check_user_id(user_id: str, limits: ServingConfig, field: str = "user_id") -> str:
+    """A shopper id: not blank, at most max_id_chars characters, no control characters."""
+    user_id = user_id.strip()
+    if not user_id:
         raise InvalidArgument(field, "is required")
-    return user_id.strip()
+    if len(user_id) > limits.max_id_chars:
+        raise InvalidArgument(field, f"has {len(user_id)} characters; at most {limits.max_id_chars}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
+        raise InvalidArgument(field, f"holds control characters: {user_id[:24]!r}")
+    return user_id
 
 
 def check_item_ids(item_ids, limit: int, field: str = "item_ids", required: bool = True) -> list[str]:
@@ -210,4 +218,60 @@ def variant_message(outcome: CopyOutcome, item_id: str) -> copy_pb2.CopyVariant:
         source=COPY_SOURCES[outcome.source],
         fallback=outcome.source == "template",
         problems=list(outcome.problems),
+    )
+
+
+def description_message(d: ShopperDescription) -> marketing_pb2.DescribeUserResponse:
+    def affinity(a) -> marketing_pb2.Affinity:
+        return marketing_pb2.Affinity(id=a.id, name=a.name, share=a.share)
+
+    return marketing_pb2.DescribeUserResponse(
+        user_id=d.user_id,
+        build_id=d.build_id,
+        profile=marketing_pb2.ProfileSummary(**{**asdict(d.profile), "interests": list(d.profile.interests)}),
+        rfm=marketing_pb2.RfmScores(
+            recency_days=-1.0 if np.isnan(d.recency_days) else d.recency_days,
+            frequency=d.frequency,
+            monetary=d.monetary,
+            r_score=d.r_score,
+            f_score=d.f_score,
+            m_score=d.m_score,
+            rfm=d.rfm,
+        ),
+        tags=list(d.tags),
+        categories=[affinity(a) for a in d.categories],
+        price_band=d.price_band,
+        price_bands=[affinity(a) for a in d.price_bands],
+        segment=marketing_pb2.Segment(
+            segment_id=d.segment_id,
+            name=d.segment_name,
+            description=d.segment_description,
+            tone=d.segment_tone,
+            share=d.segment_share,
+        ),
+        propensity=marketing_pb2.Propensity(
+            probability=d.propensity,
+            horizon_days=d.propensity_horizon_days,
+            model=d.propensity_model,
+            top_features=[
+                marketing_pb2.FeatureContribution(
+                    feature=r.feature, value=r.value, contribution=r.contribution, phrase=r.phrase
+                )
+                for r in d.propensity_reasons
+            ],
+        ),
+        last_basket_item_ids=list(d.last_basket_item_ids),
+        last_basket_date=d.last_basket_date,
+        rules=[
+            marketing_pb2.BasketRule(
+                antecedent_item_ids=list(r.antecedent_item_ids),
+                antecedent_titles=list(r.antecedent_titles),
+                consequent_item_id=r.consequent_item_id,
+                consequent_title=r.consequent_title,
+                support=r.support,
+                confidence=r.confidence,
+                lift=r.lift,
+            )
+            for r in d.rules
+        ],
     )

@@ -273,3 +273,33 @@ def test_rank_messages_carry_item_facts(live_tailor, sample_artifacts, best_user
     got = response.items[0].item
     assert (got.item_id, got.title, got.currency, got.has_price) == (item["item_id"], item["title"], item["currency"], True)
     assert got.price == pytest.approx(item["price"])
+
+
+# --- DescribeUser ---------------------------------------------------------------------------
+
+
+def test_describe_user_answers_for_every_shopper_of_the_build(live_tailor, sample_artifacts):
+    users = sample_artifacts.users
+    segments = sample_artifacts.segments.set_index("segment_id")
+    for row in users.itertuples():
+        response = live_tailor.describe_user(row.user_id)
+        assert response.user_id == row.user_id and response.build_id == sample_artifacts.build_id
+        assert response.segment.name == segments.loc[row.segment_id, "name"] and response.segment.description
+        assert response.rfm.rfm == row.rfm and 0 <= response.rfm.r_score <= 5
+        assert 0.0 <= response.propensity.probability <= 1.0 and response.propensity.top_features
+        assert all(f.phrase for f in response.propensity.top_features)
+        assert list(response.tags) == list(row.interests)
+        assert len(response.rules) <= 3
+        basket = set(response.last_basket_item_ids)
+        for rule in response.rules:
+            # Relevant to the last basket: what it holds leads to what it lacks.
+            assert set(rule.antecedent_item_ids) <= basket and rule.consequent_item_id not in basket
+            assert rule.lift > 1 and 0 < rule.confidence <= 1
+
+
+def test_describe_user_errors(live_tailor, sample_artifacts):
+    code, details = status_of(lambda: live_tailor.describe_user("no-such-shopper"))
+    assert code == grpc.StatusCode.NOT_FOUND and "user_id" in details
+    for bad in ("", "   ", "x" * 5_000, "12569\x00"):
+        code, details = status_of(lambda: live_tailor.describe_user(bad))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("user_id") and len(details) < 200

@@ -8,6 +8,9 @@ Sources (each finds at most n allowed items, best first, with its own score):
                one, plus a little for interest events
 - co_purchase  item-to-item collaborative filtering: neighbours in baskets of the shopper's
                items (and of the session's context items), summed by each item's weight
+- rules        association rules over baskets (insights/basket_rules.py): the highest lift of
+               a rule from the shopper's (or the session's) items to the item, weighted by
+               how recent the shopper's item is
 - als          shopper × item affinity of implicit ALS factors (collaborative filtering over
                shoppers; recommend/factors.py)
 - ann          FAISS nearest neighbours of the shopper's profile vector (or of the mean vector
@@ -115,6 +118,24 @@ class CoPurchaseSource:
         return Found.top(snapshot.co_purchase.neighbours(weights), allowed, n)
 
 
+class RulesSource:
+    name = "rules"
+
+    def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
+        weights = np.zeros(len(snapshot.items))
+        np.add.at(weights, shopper.items, shopper.weights)
+        if len(shopper.context):
+            weights[shopper.context] = np.maximum(weights[shopper.context], 1.0)
+        sources = np.flatnonzero(weights > 0)
+        lifts = snapshot.signals.rules.lift_matrix
+        if not len(sources) or lifts.nnz == 0:
+            return Found.none()
+        # Each consequent's best rule, scaled by how much its antecedent weighs for the shopper
+        # (a re-order of last week over a one-off of last year).
+        scaled = lifts[sources].multiply(np.minimum(weights[sources], 1.0)[:, None]).tocsr()
+        return Found.top(np.asarray(scaled.max(axis=0).todense()).ravel(), allowed, n)
+
+
 class AnnSource:
     name = "ann"
 
@@ -157,6 +178,7 @@ class RecentSource:
 SOURCES: tuple[CandidateSource, ...] = (
     HistorySource(),
     CoPurchaseSource(),
+    RulesSource(),
     AlsSource(),
     AnnSource(),
     PopularSource(),

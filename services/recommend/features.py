@@ -28,7 +28,9 @@ FEATURES: tuple[str, ...] = (
     "interest_events",          # views, carts, searches of the item by the shopper
     "item_buyers",              # log1p distinct buyers
     "item_recent_buyers",       # log1p distinct buyers in the recent window
-    "item_trend",               # weekly baskets, last 4 weeks over last 12
+    "trending",                 # insights.trends: log(forecast / recent weekly baskets)
+    "rule_lift",                # highest lift of a basket rule from the shopper's items to it
+    "category_affinity",        # share of the shopper's baskets in the item's category
     "als_affinity",             # ALS shopper factor · item factor
     "ann_similarity",           # cosine of the profile (or context) vector and the item vector
     "context_similarity",       # best cosine to one of the session's context items
@@ -38,6 +40,8 @@ FEATURES: tuple[str, ...] = (
     "user_days_since",
     "user_spend",               # log1p
     "user_items",               # log1p distinct items
+    "segment",                  # the shopper's segment archetype (insights.segments; stable code)
+    "propensity",               # the shopper's probability of buying within the horizon
 )
 
 
@@ -48,8 +52,10 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
     h = snapshot.history
     nan = np.full(n, np.nan)
 
+    signals = snapshot.signals
     bought, quantity, days_since, own_interval, interest = nan.copy(), nan.copy(), nan.copy(), nan.copy(), np.zeros(n)
-    user = dict(baskets=np.nan, days=np.nan, spend=np.nan, items=np.nan, price=np.nan)
+    user = dict(baskets=np.nan, days=np.nan, spend=np.nan, items=np.nan, price=np.nan, segment=np.nan, propensity=np.nan)
+    category_affinity = nan.copy()
     if shopper.user_row is not None:
         u = shopper.user_row
         pairs = h.pairs_of(u)
@@ -66,8 +72,20 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         own_interval[hit] = h.pair_interval[where]
         interest[hit] = h.pair_interest[where]
         user = dict(
-            baskets=h.user_baskets[u], days=h.user_days_since[u], spend=h.user_spend[u], items=h.user_items[u], price=h.user_price[u]
+            baskets=h.user_baskets[u],
+            days=h.user_days_since[u],
+            spend=h.user_spend[u],
+            items=h.user_items[u],
+            price=h.user_price[u],
+            segment=signals.segment_archetype[u],
+            propensity=signals.propensity[u],
         )
+        baskets_by_category = np.bincount(
+            signals.item_category[pair_items], weights=h.pair_baskets[pairs], minlength=int(signals.item_category.max(initial=0)) + 1
+        )
+        total = baskets_by_category.sum()
+        if total > 0:
+            category_affinity = baskets_by_category[signals.item_category[rows]] / total
     item_interval = h.item_interval[rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         own_due = days_since / own_interval
@@ -100,7 +118,9 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         interest,
         np.log1p(h.item_buyers[rows]),
         np.log1p(h.item_recent_buyers[rows]),
-        h.item_trend[rows],
+        signals.trending[rows],
+        signals.rules.lift_to(np.concatenate([shopper.items[shopper.weights > 0], shopper.context]), rows),
+        category_affinity,
         snapshot.factors.affinity(shopper.user_row, rows).astype(np.float64) if shopper.user_row is not None else nan,
         ann_similarity,
         context_similarity,
@@ -110,5 +130,7 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         np.full(n, user["days"]),
         np.full(n, np.log1p(user["spend"]) if np.isfinite(user["spend"]) and user["spend"] >= 0 else np.nan),
         np.full(n, np.log1p(user["items"])),
+        np.full(n, user["segment"]),
+        np.full(n, user["propensity"]),
     ]
     return np.column_stack(columns).astype(np.float32) if n else np.empty((0, len(FEATURES)), np.float32)

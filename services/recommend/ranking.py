@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -141,7 +141,11 @@ def train_ranker(
     index: VectorIndex,
     config: TailorConfig,
     progress: Progress = lambda *_: None,
+    item_category: np.ndarray | None = None,
+    trend_models: Mapping[tuple[str, str], str] | None = None,
 ) -> TrainingResult:
+    """`item_category` and `trend_models` as snapshot_at takes them: the build's categories and
+    the forecast models its backtest chose, so that the cut's features mean serving's."""
     ranking = config.ranking
     end = events["timestamp"].max()
     cut = end - pd.Timedelta(days=ranking.label_days)
@@ -149,7 +153,8 @@ def train_ranker(
     if cut <= events["timestamp"].min():
         return TrainingResult(BlendRanker(), {**report, "kind": "blend", "why": "the log is shorter than the label window"})
 
-    snapshot = snapshot_at(events, items, item_vectors, index, cut, config)
+    progress("train ranker", 0, 1)
+    snapshot = snapshot_at(events, items, item_vectors, index, cut, config, item_category, trend_models)
     labels = graded_labels(events, cut, snapshot.history.user_ids, snapshot.item_row)
     users = sorted(labels)
     report["labelled_shoppers"] = len(users)

@@ -12,8 +12,6 @@ from services.recommend.snapshot import Snapshot
 
 # Below this cosine similarity, "similar to X you bought" is not a believable reason.
 SIMILAR_REASON_MIN = 0.45
-# "Selling fast": last 4 weeks' weekly sales at least this multiple of the 12-week rate.
-SELLING_FAST_TREND = 1.5
 POPULAR_THIS_MONTH_RANK = 20
 MAX_REASONS = 2
 
@@ -32,10 +30,19 @@ def every(days: float) -> str:
 
 
 def co_purchase_links(snapshot: Snapshot, shopper: Shopper, rows: np.ndarray) -> list[int | None]:
-    """For each row, the shopper's (or the session's) item it is most often bought with."""
+    """For each row, the shopper's (or the session's) item it is most often bought with: by
+    co-baskets, else by the basket rule of highest lift."""
     own = np.concatenate([shopper.items, shopper.context])
     weights = np.concatenate([shopper.weights, np.full(len(shopper.context), max(1.0, float(shopper.weights.max(initial=0))))])
-    return snapshot.co_purchase.strongest_links(own, weights, rows)
+    links = snapshot.co_purchase.strongest_links(own, weights, rows)
+    lifts = snapshot.signals.rules.lift_matrix
+    missing = [position for position, link in enumerate(links) if link is None]
+    if missing and len(own) and lifts.nnz:
+        block = lifts[own][:, np.asarray(rows)[missing]].toarray()
+        for column, position in enumerate(missing):
+            if block[:, column].max() > 1.0:
+                links[position] = int(own[block[:, column].argmax()])
+    return links
 
 
 def explain(
@@ -54,14 +61,14 @@ def explain(
         reasons.append(f"you bought this on {when}")
     elif features[_F["interest_events"]] > 0:
         reasons.append("you looked at this recently")
-    if "co_purchase" in sources:
+    if "co_purchase" in sources or "rules" in sources:
         if link is not None and link != row:
             reasons.append(f"often bought with {titles[link]}")
     if baskets == 0 or np.isnan(baskets):
         similar = _closest(snapshot, shopper, row)
         if similar:
             reasons.append(similar)
-    if features[_F["item_trend"]] >= SELLING_FAST_TREND and h.item_recent_buyers[row] >= 3:
+    if snapshot.signals.selling_fast[row]:
         reasons.append("selling fast")
     recent_rank = features[_F["recent_rank"]]
     if np.isfinite(recent_rank) and recent_rank <= POPULAR_THIS_MONTH_RANK:

@@ -7,6 +7,7 @@ at an internal cut of the same log with the same functions, so features agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 from functools import cached_property
 
 import numpy as np
@@ -16,6 +17,7 @@ from services.config import TailorConfig
 from services.insights.co_purchase import CoPurchase, co_purchase
 from services.insights.history import ShopHistory, shop_history
 from services.insights.profiles import user_vectors
+from services.insights.signals import ShopSignals, signals_at
 from services.recommend.factors import Factors, fit_factors
 from services.recommend.vector_index import VectorIndex
 
@@ -29,6 +31,7 @@ class Snapshot:
     co_purchase: CoPurchase
     user_vectors: np.ndarray       # row i ↔ history.user_ids[i]
     factors: Factors               # ALS factors; user row i ↔ history.user_ids[i]
+    signals: ShopSignals           # categories, trends, segments, propensity, basket rules
     config: TailorConfig
 
     @cached_property
@@ -70,10 +73,17 @@ def snapshot_at(
     index: VectorIndex,
     as_of: pd.Timestamp,
     config: TailorConfig,
+    item_category: np.ndarray | None = None,
+    trend_models: Mapping[tuple[str, str], str] | None = None,
 ) -> Snapshot:
-    """What was known just before `as_of`, from the event log."""
+    """What was known just before `as_of`, from the event log. `item_category`: the category
+    id of each item row (None: the items' category_id column, else one category);
+    `trend_models`: the forecast model of each series, as the build's backtest chose them."""
     before = events[events["timestamp"] < as_of]
     history = shop_history(before, items, as_of, config.ranking.recent_days)
     vectors = user_vectors(history.user_ids, items, item_vectors, before, config.profile)
     factors = fit_factors(before, items, history.user_ids, config.ranking)
-    return Snapshot(items, item_vectors, index, history, co_purchase(before, items), vectors, factors, config)
+    if item_category is None:
+        item_category = items["category_id"].to_numpy() if "category_id" in items else np.full(len(items), "")
+    signals = signals_at(before, items, item_category, history.user_ids, as_of, config, trend_models)
+    return Snapshot(items, item_vectors, index, history, co_purchase(before, items), vectors, factors, signals, config)

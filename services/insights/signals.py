@@ -1,0 +1,107 @@
+"""What the analyses of this package tell the ranker, as arrays over item rows and user rows.
+
+The learned ranker trains on features at an internal cut and serves on features at the end of
+the log, so each signal must mean the same at both moments: `signals_at` computes them from
+the events before a cut with the same functions the build uses at the end (the segments and
+the propensity refitted at the cut, the trend models the end's backtest chose), and
+`ShopSignals.from_analyses` takes them from the build's own full analyses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from services.config import TailorConfig
+from services.insights.activity import shopper_activity
+from services.insights.basket_rules import BasketRules, basket_rules
+from services.insights.propensity import Propensity, purchase_propensity
+from services.insights.segments import Segments, fit_segments
+from services.insights.trends import MarketTrends, market_trends
+
+
+@dataclass
+class ShopSignals:
+    item_category: np.ndarray      # int code per item row (the category ids, factorised)
+    trending: np.ndarray           # per item row: log ratio of forecast to recent sales (0: normal)
+    selling_fast: np.ndarray       # bool per item row
+    segment_archetype: np.ndarray  # per user row: the segment's archetype code (stable across fits)
+    propensity: np.ndarray         # per user row: probability of buying within the horizon
+    rules: BasketRules
+
+    @classmethod
+    def from_analyses(
+        cls,
+        item_category: np.ndarray,
+        user_ids: np.ndarray,
+        segments: Segments,
+        propensity: Propensity,
+        trends: MarketTrends,
+        rules: BasketRules,
+    ) -> "ShopSignals":
+        archetype = segments.table.set_index("segment_id")["archetype_code"]
+        segment_of = segments.segment_id.reindex(user_ids)
+        return cls(
+            item_category=pd.factorize(np.asarray(item_category, dtype=object), sort=True)[0].astype(np.int64),
+            trending=trends.trending,
+            selling_fast=trends.items["selling_fast"].to_numpy(bool),
+            segment_archetype=archetype.reindex(segment_of.to_numpy()).to_numpy(np.float64),
+            propensity=propensity.probability.reindex(user_ids).to_numpy(np.float64),
+            rules=rules,
+        )
+
+
+def signals_at(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    item_category: np.ndarray,
+    user_ids: np.ndarray,
+    as_of: pd.Timestamp,
+    config: TailorConfig,
+    trend_models: Mapping[tuple[str, str], str] | None = None,
+) -> ShopSignals:
+    """The signals as the shop knew them just before `as_of` (the ranker's internal cut)."""
+    insights = config.insights
+    before = events[events["timestamp"] < as_of]
+    activity = shopper_activity(before, as_of, user_ids)
+    segments = segment_shoppers(activity, config)
+    propensity = purchase_propensity(before, as_of, insights.propensity_horizon_days, seed=insights.seed)
+    trends = market_trends(
+        before,
+        items,
+        item_category,
+        as_of,
+        min_active_weeks=insights.trend_min_active_weeks,
+        horizon=insights.trend_horizon,
+        backtest=False,
+        models=trend_models,
+    )
+    rules = mine_rules(before, items, config)
+    return ShopSignals.from_analyses(item_category, user_ids, segments, propensity, trends, rules)
+
+
+def segment_shoppers(activity: pd.DataFrame, config: TailorConfig, currency: str = "") -> Segments:
+    insights = config.insights
+    return fit_segments(
+        activity,
+        segments_min=insights.segments_min,
+        segments_max=insights.segments_max,
+        segment_sample=insights.segment_sample,
+        segment_min_share=insights.segment_min_share,
+        seed=insights.seed,
+        currency=currency,
+    )
+
+
+def mine_rules(events: pd.DataFrame, items: pd.DataFrame, config: TailorConfig) -> BasketRules:
+    insights = config.insights
+    return basket_rules(
+        events,
+        items,
+        min_support=insights.rules_min_support,
+        min_confidence=insights.rules_min_confidence,
+        rules_per_item=insights.rules_per_item,
+    )
