@@ -49,6 +49,22 @@ def progress_bars(label_width: int):
         yield report
 
 
+@contextmanager
+def tailor_client(settings, address: Optional[str]):
+    """A client of the running Tailor at `address` (default from the configuration), or a clear exit."""
+    import grpc
+
+    from clients.client import TailorClient
+
+    address = address or f"{settings.serving.host}:{settings.serving.grpc_port}"
+    with TailorClient(address, settings.serving.app_name) as client:
+        try:
+            client.wait_ready(5)
+        except grpc.FutureTimeoutError:
+            fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
+        yield client
+
+
 def config_for(config: Optional[Path], **overrides):
     from services.config import load_config
 
@@ -200,15 +216,8 @@ def describe(
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from clients.client import TailorClient
-
     settings = config_for(config)
-    address = address or f"{settings.serving.host}:{settings.serving.grpc_port}"
-    with TailorClient(address, settings.serving.app_name) as client:
-        try:
-            client.wait_ready(5)
-        except grpc.FutureTimeoutError:
-            fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
+    with tailor_client(settings, address) as client:
         try:
             response = client.describe_user(user)
         except grpc.RpcError as error:
@@ -304,7 +313,7 @@ def recommend(
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from clients.client import CHANNELS, LANGUAGES, TailorClient
+    from clients.client import CHANNELS, LANGUAGES
     from tailor.v1 import common_pb2
 
     if channel not in CHANNELS:
@@ -312,13 +321,8 @@ def recommend(
     if language not in LANGUAGES:
         fail(f"--language must be one of {', '.join(LANGUAGES)}", 2)
     settings = config_for(config)
-    address = address or f"{settings.serving.host}:{settings.serving.grpc_port}"
     promotion = common_pb2.Promotion(code=promo_code, percent_off=percent_off) if (promo_code or percent_off) else None
-    with TailorClient(address, settings.serving.app_name) as client:
-        try:
-            client.wait_ready(5)
-        except grpc.FutureTimeoutError:
-            fail(f"nothing answers at {address}: start Tailor with `tailor serve` (or `make serve`)")
+    with tailor_client(settings, address) as client:
         try:
             response = client.recommend(
                 user,

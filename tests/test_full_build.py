@@ -35,6 +35,20 @@ def test_whole_uci_file_builds_and_its_counts_add_up(tmp_path, sample_config):
     # Every user with a purchase has a usable vector.
     buyers = build.users["purchase_count"].to_numpy() > 0
     assert (abs(build.user_vectors[buyers]).sum(axis=1) > 0).all()
+    # Every analysis ran on the whole file and meets its bar (the printed figures, kept).
+    manifest = build.manifest
+    assert "Segments" in result.output and "Basket rules" in result.output and "Build stages" in result.output
+    segments = manifest["segments"]["segments_table"]
+    assert 4 <= len(segments) <= 8 and all(s["share"] >= 0.02 for s in segments)
+    assert len({s["name"] for s in segments}) == len(segments)
+    held = manifest["propensity"]["held_out"]
+    assert manifest["propensity"]["method"] == "lightgbm" and held["model"]["auc"] > held["recency_baseline"]["auc"]
+    for kind in ("category", "item"):
+        backtest = manifest["trends"]["backtest"][kind]
+        assert backtest["series"] > 0 and backtest["wape"]["chosen"] < min(backtest["wape"]["naive"], backtest["wape"]["mean4"])
+    assert manifest["rules"]["rules"] > 1_000 and manifest["rules"]["top_rules_by_lift"]
+    assert manifest["categories"]["source"] == "derived" and manifest["categories"]["categories"] >= 8
+    assert manifest["ranker"]["kind"] == "lightgbm"
 
 
 @pytest.mark.skipif(not AMAZON.is_dir(), reason=f"{AMAZON} is not here")
@@ -43,6 +57,9 @@ def test_amazon_reviews_build(tmp_path, sample_config):
     assert result.exit_code == 0, result.output
     build = Artifacts.open(tmp_path, sample_config.index)
     assert set(build.manifest["counts"]["events_by_type"]) == {"review"}
+    # Review-only data: the shop's own categories; every reviewer gets a segment and tags.
+    assert build.manifest["categories"]["source"] == "shop"
+    assert build.users["segment"].notna().all() and build.users["interests"].map(len).gt(0).all()
     assert not build.items["title"].str.contains("<span").any()
     for table, read in build.manifest["data"]["rows_read"].items():
         assert read == build.manifest["data"]["rows_kept"][table] + sum(build.manifest["data"]["dropped"][table].values())

@@ -46,6 +46,15 @@ class Shopper:
     context: np.ndarray         # item rows of an anonymous session's recently viewed items
     vector: np.ndarray | None   # the profile vector, or the mean of the context items' vectors
 
+    def item_weights(self, n_items: int) -> np.ndarray:
+        """Weight per item row of what the shopper had: their history, and the session's
+        context items at least as strong as their strongest item."""
+        weights = np.zeros(n_items)
+        np.add.at(weights, self.items, self.weights)
+        if len(self.context):
+            weights[self.context] += max(1.0, float(weights.max(initial=0.0)))
+        return weights
+
 
 def shopper_for(snapshot: Snapshot, user_row: int | None, context: np.ndarray | None = None) -> Shopper:
     context = np.asarray(context if context is not None else [], dtype=np.int64)
@@ -109,10 +118,7 @@ class CoPurchaseSource:
     name = "co_purchase"
 
     def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
-        weights = np.zeros(len(snapshot.items))
-        np.add.at(weights, shopper.items, shopper.weights)
-        if len(shopper.context):
-            weights[shopper.context] += max(1.0, float(weights.max(initial=0.0)))
+        weights = shopper.item_weights(len(snapshot.items))
         if not weights.any():
             return Found.none()
         return Found.top(snapshot.co_purchase.neighbours(weights), allowed, n)
@@ -122,10 +128,7 @@ class RulesSource:
     name = "rules"
 
     def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
-        weights = np.zeros(len(snapshot.items))
-        np.add.at(weights, shopper.items, shopper.weights)
-        if len(shopper.context):
-            weights[shopper.context] = np.maximum(weights[shopper.context], 1.0)
+        weights = shopper.item_weights(len(snapshot.items))
         sources = np.flatnonzero(weights > 0)
         lifts = snapshot.signals.rules.lift_matrix
         if not len(sources) or lifts.nnz == 0:
