@@ -46,7 +46,7 @@ EMBED_CHUNK = 512
 # Changes when a build's files change, so that an older build of the same data is not reused.
 BUILD_FORMAT = 2
 PACKAGES = (
-    "faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm", "statsmodels", "jieba"
+    "faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm", "scipy", "jieba"
 )
 
 
