@@ -12,8 +12,8 @@ from ray import serve
 from serving import messages
 from services.artifacts import Artifacts
 from services.config import TailorConfig
-from services.copy_engine import CopyWriter as CopyWriterDomain
-from services.copy_engine import LLMEngine
+from services.copywriting.engine import LLMEngine
+from services.copywriting.writer import CopyWriter as CopyWriterDomain
 from services.recommend.embedding import TextEmbedder
 from services.errors import InvalidArgument
 from services.recommend.candidates import check_vector

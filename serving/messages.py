@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from services.config import ServingConfig
-from services.copywriting import CopyOutcome, Promotion
+from services.copywriting.facts import CopyOutcome, Promotion
 from services.errors import InvalidArgument
 from services.insights.description import ShopperDescription
 from services.recommend.candidates import SOURCE_NAMES

@@ -1,4 +1,4 @@
-"""Copy checks, repairs and the template fallback (services/copywriting.py). No engine needed."""
+"""Copy checks, repairs and the template fallback (services/copywriting/). No engine needed."""
 
 from __future__ import annotations
 

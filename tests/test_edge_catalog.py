@@ -9,8 +9,8 @@ import pytest
 from serving.messages import item_message
 from services.artifacts import Artifacts
 from services.build import build_artifacts
-from services.copy_engine import CopyWriter
 from services.copywriting import Promotion, build_messages, template_copy
+from services.copywriting.writer import CopyWriter
 from services.recommend.flow import RecommendationFlow, ShopperQuery
 
 SENTINEL = "U-SENTINEL-4711"

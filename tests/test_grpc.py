@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.copy_engine import CopyWriter
 from services.copywriting import CHANNELS, Copy, Promotion, check_copy, finalize, template_copy
+from services.copywriting.writer import CopyWriter
 from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
 
 pytestmark = pytest.mark.cluster

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.copy_engine import CopyWriter
 from services.copywriting import Promotion
+from services.copywriting.writer import CopyWriter
 from services.insights.description import describe_shopper, last_basket
 from services.recommend.candidates import RulesSource, gather, shopper_for
 from services.recommend.features import FEATURES, candidate_features
