@@ -253,6 +253,7 @@ def test_sms_segment_usage_counts_gsm_extension_and_ucs2():
         ("The #1 heart T-light holder, £2.95.", "#1"),
         ("Heart T-light holder, guaranteed to please, £2.95.", "guaranteed"),
         ("The cheapest heart T-light holder around, £2.95.", "cheapest"),
+        ("The perfect heart T-light holder for a cosy evening, £2.95.", "perfect"),
     ],
 )
 def test_banned_english_terms_fall_back(body, term):
@@ -266,6 +267,18 @@ def test_banned_chinese_terms_fall_back(body, term):
     out = finalize(raw("Heart烛台", body, "立即查看"), facts(language="zh"))
     assert out.source == "template"
     assert f"banned term '{term}'" in out.problems
+
+
+def test_banned_terms_come_from_the_shops_policy_file(tmp_path):
+    from services.copywriting.checks import BANNED_TERMS_FILE, banned_terms_pattern
+
+    shipped = banned_terms_pattern(BANNED_TERMS_FILE)
+    assert shipped.search("绝对好用") and shipped.search("a world-class mug") and not shipped.search("a worldly mug")
+    policy = tmp_path / "banned.yaml"
+    policy.write_text("zh:\n  - 爆款\nen:\n  - must[- ]have\n", encoding="utf-8")
+    own = banned_terms_pattern(policy)
+    assert own.search("今年的爆款") and own.search("A MUST-HAVE mug") and not own.search("mustard")
+    assert not own.search("the best mug")  # only the file's terms
 
 
 def test_banned_matching_is_by_word_and_spares_the_product_name():

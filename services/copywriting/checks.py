@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import yaml
 
 from services.copywriting.facts import CHANNELS, CTA, Copy, CopyFacts, has_opt_out
 from services.copywriting.text import (
@@ -39,22 +42,18 @@ _JUNK = (
     "write in simplified", "at most", "opt-out text", "do not mention", "no promotion", "not given",
 )
 
-# Absolute terms of advertising law (PRC Advertising Law art. 9(3) and the regulators' lists)
-# and their English counterparts; checked in every language. 最 is allowed in 最近 ("recently").
-_BANNED_ZH = (
-    "最(?!近)", "第一", "唯一", "首个", "首选", "国家级", "国际级", "世界级", "全球级", "顶级", "顶尖",
-    "极品", "极致", "万能", "独一无二", "史无前例", "绝无仅有", "王牌", "冠军", "至尊", "巅峰", "终极",
-    "领先", "独家", "完美", "百分百", "绝对", "无敌", "零风险", "特供", "专供", "全网首发", "万人疯抢",
-)
-_BANNED_EN = (
-    r"best(?:[- ]?sell(?:er|ers|ing))?", r"best[- ]ever", r"no\.?\s?1(?!\d)", r"number\s(?:one|1)(?!\d)",
-    r"#\s?1(?!\d)", r"top\s?1(?!\d)", r"guarantee[sd]?", r"cheapest", r"lowest", r"world[- ]class",
-    r"finest", r"greatest", r"ultimate", r"unbeatable", r"unrivall?ed", r"unmatched", r"unparalleled",
-    r"top[- ]rated", r"highest[- ]quality", r"risk[- ]free", r"miracle", r"100\s?%", r"100 percent",
-)
-_BANNED_RE = re.compile(
-    "|".join([f"(?<![A-Za-z0-9]){p}(?![A-Za-z0-9])" for p in _BANNED_EN] + list(_BANNED_ZH)), re.IGNORECASE
-)
+# Absolute terms of advertising law, in both languages: the shop's policy, one data file.
+BANNED_TERMS_FILE = Path(__file__).with_name("banned_terms.yaml")
+
+
+def banned_terms_pattern(path: Path = BANNED_TERMS_FILE) -> re.Pattern:
+    """One pattern of the policy's terms: Chinese ones anywhere, English ones as whole words."""
+    terms = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    english = [f"(?<![A-Za-z0-9]){term}(?![A-Za-z0-9])" for term in terms.get("en", [])]
+    return re.compile("|".join(english + list(terms.get("zh", []))), re.IGNORECASE)
+
+
+_BANNED_RE = banned_terms_pattern()
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _PRE = r"US\$|HK\$|A\$|C\$|\$|£|€|¥|￥|(?<![A-Za-z])(?:GBP|USD|EUR|CNY|RMB|JPY)(?![A-Za-z])"
