@@ -26,6 +26,9 @@ from services.insights.signals import ShopSignals
 from services.errors import NotFound, Unavailable, excerpt
 from services.recommend.vector_index import VectorIndex
 
+# Changes when a build's files change: an older build of the same data is not reused, and
+# serving refuses one it cannot read instead of failing halfway.
+BUILD_FORMAT = 2
 CURRENT = "current"
 BUILDS = "builds"
 MANIFEST = "manifest.json"
@@ -86,6 +89,14 @@ class Artifacts:
     @classmethod
     def open(cls, artifacts_dir: Path, index_config: IndexConfig) -> "Artifacts":
         return cls(current_build_dir(artifacts_dir), index_config)
+
+    def __post_init__(self) -> None:
+        made = self.manifest.get("format", 1)
+        if made != BUILD_FORMAT:
+            raise Unavailable(
+                f"build {self.path.name} has format {made}; this Tailor reads format {BUILD_FORMAT}: "
+                f"rebuild it with `tailor build --force`"
+            )
 
     @cached_property
     def manifest(self) -> dict:

@@ -21,7 +21,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import pandas as pd
 
-from services.artifacts import BUILDS, FILES, MANIFEST, current_build_dir, publish
+from services.artifacts import BUILD_FORMAT, BUILDS, FILES, MANIFEST, current_build_dir, publish
 from services.config import TailorConfig
 from services.recommend.embedding import TextEmbedder, item_texts
 from services.errors import DataFileError, Unavailable
@@ -43,8 +43,6 @@ from services.recommend.vector_index import build_index
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
 EMBED_CHUNK = 512
-# Changes when a build's files change, so that an older build of the same data is not reused.
-BUILD_FORMAT = 2
 PACKAGES = (
     "faiss-cpu", "sentence-transformers", "torch", "pandas", "numpy", "scikit-learn", "lightgbm", "scipy", "jieba"
 )
@@ -183,6 +181,7 @@ def build_from_shop_data(
     stages.seconds["write build"] = round(time.perf_counter() - write_started, 1)
     manifest = {
         "build_id": build_id,
+        "format": BUILD_FORMAT,
         "fingerprint": fingerprint,
         "built_at": built_at.isoformat(timespec="seconds"),
         "data": {"path": str(Path(data).resolve()), **shop.report.to_dict()},

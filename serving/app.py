@@ -18,7 +18,7 @@ from ray.serve import Application
 
 from serving.deployments import CopyWriter, Embedder, Ranker, Retriever
 from serving.ingress import Marketing
-from services.artifacts import current_build_dir
+from services.artifacts import Artifacts
 from services.config import TailorConfig, load_config
 
 # What the gRPC proxy registers; a service missing here answers UNIMPLEMENTED at the proxy.
@@ -33,8 +33,9 @@ GRPC_SERVICER_FUNCTIONS = [
 
 
 def build_app(config: TailorConfig) -> Application:
-    # Every replica serves the same build: the one published now, resolved once here.
-    build_dir = str(current_build_dir(config.artifacts_dir))
+    # Every replica serves the same build: the one published now, resolved (and its format
+    # checked, so an unreadable build fails here, clearly, not in every replica) once here.
+    build_dir = str(Artifacts.open(config.artifacts_dir, config.index).path)
     settings = config.model_dump(mode="json")
     has_gpu = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 

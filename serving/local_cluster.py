@@ -18,9 +18,10 @@ def start(config: TailorConfig, quiet: bool = False) -> None:
     from ray.serve.config import gRPCOptions, HTTPOptions
 
     from serving.app import GRPC_SERVICER_FUNCTIONS, build_app
-    from services.artifacts import current_build_dir
+    from services.artifacts import Artifacts
 
-    current_build_dir(config.artifacts_dir)  # fail now, clearly, if nothing is published
+    # Fail now, clearly, if nothing is published or the build is of a format this code cannot read.
+    Artifacts.open(config.artifacts_dir, config.index)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if quiet:  # Serve's start-up chatter; warnings and errors still show
         logging.getLogger("ray.serve").setLevel(logging.WARNING)

@@ -94,3 +94,19 @@ def test_a_build_holds_every_file_of_the_table_and_says_which_ranker(sample_buil
         assert ranker["why"]  # the manifest says why the learned ranker did not train
     assert manifest["repurchase"]["policy"] == "reorderable" and manifest["repurchase"]["reorderable_items"] > 0
     assert manifest["co_purchase"]["baskets"] > 0
+
+
+def test_a_build_of_another_format_is_refused_clearly(sample_build, tmp_path):
+    import shutil
+
+    from services.artifacts import BUILD_FORMAT, Artifacts
+    from services.config import IndexConfig
+
+    assert sample_build.manifest["format"] == BUILD_FORMAT
+    old = tmp_path / "old"
+    shutil.copytree(sample_build.path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["format"]  # what a build of an older Tailor looks like
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Unavailable, match="format 1.*tailor build --force"):
+        Artifacts(old, IndexConfig())
