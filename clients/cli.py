@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import time
@@ -233,7 +234,9 @@ def describe(
         f"tags: [cyan]{', '.join(response.tags) or '-'}[/]",
         "categories: " + (", ".join(f"{c.name} {c.share:.0%}" for c in response.categories) or "-"),
         f"price band: {response.price_band or '-'}",
-        f"buys again within {propensity.horizon_days:g} days: [bold]{propensity.probability:.0%}[/] ({propensity.model}) because "
+        f"buys again within {propensity.horizon_days:g} days: "
+        + ("[bold]unknown[/] (the log is too short to learn it)" if math.isnan(propensity.probability)
+           else f"[bold]{propensity.probability:.0%}[/] ({propensity.model}) because ")
         + ("; ".join(f"{f.phrase} ({f.contribution:+.2f})" for f in propensity.top_features) or "-"),
         f"last basket: {len(response.last_basket_item_ids)} products on {response.last_basket_date or '-'}",
     ]

@@ -187,6 +187,10 @@ class Artifacts:
     def signals(self) -> ShopSignals:
         """What the insights tell the ranker, from the tables the build stored."""
         users = self.users
+        # The signals' user rows are the history's: the same sorted shoppers, checked, so that no
+        # shopper is ever given another's segment or propensity.
+        if not np.array_equal(users["user_id"].to_numpy(), self.history.user_ids):
+            raise Unavailable(f"build {self.build_id} is inconsistent: its profiles and history list different shoppers; rebuild it")
         trending = pd.read_parquet(self.file("trend_items"), columns=["trending", "selling_fast"])
         archetype = self.segments.set_index("segment_id")["archetype_code"]
         return ShopSignals(

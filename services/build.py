@@ -32,8 +32,7 @@ from services.insights.history import shop_history
 from services.insights.profiles import build_profiles
 from services.insights.propensity import Propensity, purchase_propensity
 from services.insights.segments import Segments
-from services.insights.signals import mine_rules, segment_shoppers
-from services.insights.trends import market_trends
+from services.insights.signals import fit_trends, mine_rules, segment_shoppers
 from services.recommend.factors import fit_factors
 from services.recommend.ranking import train_ranker
 from services.shop_data import ShopData, load_shop_data
@@ -123,19 +122,7 @@ def build_from_shop_data(
         "purchase propensity",
         lambda: purchase_propensity(events, as_of, insights.propensity_horizon_days, seed=insights.seed, currency=currency),
     )
-    trends = stages.run(
-        "market trends",
-        lambda: market_trends(
-            events,
-            items,
-            categories.item_category,
-            as_of,
-            min_active_weeks=insights.trend_min_active_weeks,
-            backtest_weeks=insights.trend_backtest_weeks,
-            horizon=insights.trend_horizon,
-            arima_items=insights.trend_arima_items,
-        ),
-    )
+    trends = stages.run("market trends", lambda: fit_trends(events, items, categories.item_category, as_of, config))
     rules = stages.run("basket rules", lambda: mine_rules(events, items, config))
     users = with_insights(profiles.users, segments, propensity)
 
@@ -145,7 +132,7 @@ def build_from_shop_data(
     factors = stages.run("ALS factors", lambda: fit_factors(events, items, history.user_ids, config.ranking))
     trained = stages.run(
         "train ranker",
-        lambda: train_ranker(events, items, vectors, index, config, progress, categories.item_category, trends.models()),
+        lambda: train_ranker(events, items, vectors, index, config, progress, categories.item_category),
     )
 
     built_at = datetime.now(timezone.utc)
@@ -263,8 +250,11 @@ def with_categories(items: pd.DataFrame, categories: ItemCategories) -> pd.DataF
     """category_id on every item; where the shop gave no category, the derived one's name, so
     that category filters, features and copy work the same for every shop."""
     items = items.assign(category_id=categories.item_category)
-    blank = items["category"].fillna("").astype(str).str.strip() == ""
-    names = categories.names().reindex(items["category_id"]).to_numpy()
+    given = items["category"].fillna("").astype(str).str.strip()
+    blank = given == ""
+    # What the shop itself calls the category (its full path) where any item says; else its name.
+    shop_name = given[~blank].groupby(items.loc[~blank, "category_id"]).agg(lambda names: names.mode().iloc[0])
+    names = shop_name.combine_first(categories.names()).reindex(items["category_id"]).to_numpy()
     items.loc[blank, "category"] = names[blank.to_numpy()]
     return items
 

@@ -111,9 +111,10 @@ class BasketRules:
 
     @cached_property
     def lift_matrix(self) -> sparse.csr_matrix:
-        """[n_items, n_items]: lift of the one-item rule row → column (0: no rule)."""
+        """[n_items, n_items]: lift of the one-item rule row → column (0: no rule, or a rule of
+        lift ≤ 1: items bought together no more than by chance lead nowhere)."""
         columns = self._columns
-        single = columns["second"] == NO_ITEM
+        single = (columns["second"] == NO_ITEM) & (columns["lift"] > 1.0)
         return sparse.csr_matrix(
             (columns["lift"][single], (columns["first"][single], columns["consequent"][single])),
             shape=(self.n_items, self.n_items),

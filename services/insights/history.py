@@ -146,15 +146,20 @@ POSITIVE_RATING = 4.0
 
 
 def positive_events(events: pd.DataFrame) -> pd.DataFrame:
-    """What a shopper "bought", for labels, co-purchase, ALS and the evaluation alike:
+    """What a shopper "bought", for labels, co-purchase, ALS, profiles and the evaluation alike:
     purchases; in a log without purchases (review-only data), reviews rated ≥ POSITIVE_RATING.
     A low-rated review still makes the item owned (ACQUISITIONS), but it recommends nothing."""
-    kind = events["event_type"]
-    bought = events[kind == "purchase"]
-    if len(bought) or not (kind == "review").any():
+    return events[positive_mask(events)]
+
+
+def positive_mask(events: pd.DataFrame) -> np.ndarray:
+    """positive_events as a boolean mask over the rows of `events`."""
+    kind = events["event_type"].to_numpy()
+    bought = kind == "purchase"
+    if bought.any() or not (kind == "review").any():
         return bought
-    rating = pd.to_numeric(events["rating"], errors="coerce")
-    return events[(kind == "review") & (rating >= POSITIVE_RATING)]
+    rating = pd.to_numeric(events["rating"], errors="coerce").to_numpy()
+    return (kind == "review") & (rating >= POSITIVE_RATING)
 
 
 def baskets_of(events: pd.DataFrame) -> pd.Series:

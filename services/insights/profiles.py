@@ -25,6 +25,7 @@ from scipy import sparse
 from services.config import ProfileConfig
 from services.insights.activity import shopper_activity
 from services.insights.categories import ItemCategories, item_categories, term_matrix
+from services.insights.history import baskets_of, positive_mask
 
 # Events that say the user wants the item, and how much each counts in the user vector
 # (views and carts are scaled by ProfileConfig.view_weight). Returns count against nothing:
@@ -370,13 +371,11 @@ def summarise_users(user_ids: np.ndarray, events: pd.DataFrame, items: pd.DataFr
     if rows is None:
         rows = pd.Index(user_ids).get_indexer(events["user_id"])
     n_users = len(user_ids)
-    bought = (events["event_type"] == "purchase").to_numpy()
+    # "Bought" and "an order" as everywhere else: positive events, and their baskets (the
+    # session, else the shopper's day), so the profile agrees with RFM and the last basket.
+    bought = positive_mask(events)
     buyer = rows[bought]
-    # An order is a session (invoice); events without a session count one each.
-    session, sessions = pd.factorize(events["session_id"].fillna(""))
-    session = session[bought]
-    blank = np.flatnonzero(np.asarray(sessions) == "")
-    order = np.where(np.isin(session, blank), len(sessions) + np.arange(len(session)), session)
+    order = pd.factorize(baskets_of(events[bought]))[0]
     spend = (events["quantity"].fillna(1.0) * events["price"].fillna(0.0)).to_numpy(np.float64)[bought]
     item = pd.factorize(events["item_id"])[0][bought]
     distinct = lambda codes: np.bincount(  # noqa: E731 - distinct (user, code) pairs per user

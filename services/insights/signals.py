@@ -1,16 +1,16 @@
 """What the analyses of this package tell the ranker, as arrays over item rows and user rows.
 
 The learned ranker trains on features at an internal cut and serves on features at the end of
-the log, so each signal must mean the same at both moments: `signals_at` computes them from
-the events before a cut with the same functions the build uses at the end (the segments and
-the propensity refitted at the cut, the trend models the end's backtest chose), and
-`ShopSignals.from_analyses` takes them from the build's own full analyses.
+the log, so each signal must mean the same at both moments: `signals_at` fits every analysis
+again on the events before the cut, with the same functions and settings the build uses at the
+end (segment_shoppers, purchase_propensity, fit_trends with its own backtest, mine_rules), and
+`ShopSignals.from_analyses` turns either moment's analyses into the arrays the ranker reads.
+Serving reads the same arrays back from the tables the build stored (Artifacts.signals).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,13 @@ from services.insights.trends import MarketTrends, market_trends
 
 @dataclass
 class ShopSignals:
-    item_category: np.ndarray      # int code per item row (the category ids, factorised)
+    item_category: np.ndarray      # int code per item row (the category ids, factorised, sorted)
     trending: np.ndarray           # per item row: log ratio of forecast to recent sales (0: normal)
     selling_fast: np.ndarray       # bool per item row
     segment_archetype: np.ndarray  # per user row: the segment's archetype code (stable across fits)
     propensity: np.ndarray         # per user row: probability of buying within the horizon
     rules: BasketRules
+    propensity_method: str = ""    # how the propensity was made ("lightgbm", "recency baseline", …)
 
     @classmethod
     def from_analyses(
@@ -51,6 +52,7 @@ class ShopSignals:
             segment_archetype=archetype.reindex(segment_of.to_numpy()).to_numpy(np.float64),
             propensity=propensity.probability.reindex(user_ids).to_numpy(np.float64),
             rules=rules,
+            propensity_method=propensity.method,
         )
 
 
@@ -61,24 +63,15 @@ def signals_at(
     user_ids: np.ndarray,
     as_of: pd.Timestamp,
     config: TailorConfig,
-    trend_models: Mapping[tuple[str, str], str] | None = None,
 ) -> ShopSignals:
-    """The signals as the shop knew them just before `as_of` (the ranker's internal cut)."""
+    """The signals as the shop knew them just before `as_of` (the ranker's internal cut): the
+    trend models too are chosen by a backtest over the weeks before the cut, never after it."""
     insights = config.insights
     before = events[events["timestamp"] < as_of]
     activity = shopper_activity(before, as_of, user_ids)
     segments = segment_shoppers(activity, config)
     propensity = purchase_propensity(before, as_of, insights.propensity_horizon_days, seed=insights.seed)
-    trends = market_trends(
-        before,
-        items,
-        item_category,
-        as_of,
-        min_active_weeks=insights.trend_min_active_weeks,
-        horizon=insights.trend_horizon,
-        backtest=False,
-        models=trend_models,
-    )
+    trends = fit_trends(before, items, item_category, as_of, config)
     rules = mine_rules(before, items, config)
     return ShopSignals.from_analyses(item_category, user_ids, segments, propensity, trends, rules)
 
@@ -93,6 +86,22 @@ def segment_shoppers(activity: pd.DataFrame, config: TailorConfig, currency: str
         segment_min_share=insights.segment_min_share,
         seed=insights.seed,
         currency=currency,
+    )
+
+
+def fit_trends(
+    events: pd.DataFrame, items: pd.DataFrame, item_category: np.ndarray, as_of: pd.Timestamp, config: TailorConfig
+) -> MarketTrends:
+    insights = config.insights
+    return market_trends(
+        events,
+        items,
+        item_category,
+        as_of,
+        min_active_weeks=insights.trend_min_active_weeks,
+        backtest_weeks=insights.trend_backtest_weeks,
+        horizon=insights.trend_horizon,
+        arima_items=insights.trend_arima_items,
     )
 
 

@@ -68,9 +68,10 @@ Trending score (`trending`, one per item row, always finite, 0 = selling at its 
   item never sold scores 0.
 `selling_fast` (for the copy): trending ≥ log(1.5) and at least 3 baskets in the last 4 weeks.
 
-At an internal cut, `market_trends(..., backtest=False, models=full.models())` fits at the one
-origin `as_of` only the models chosen at the end of the log (DEFAULT_MODEL where none was
-chosen), over the same pools. The ranker's training features then mean what serving's do.
+The ranker's internal cut runs the whole of this again on the events before the cut, backtest
+included (insights.signals.fit_trends): models chosen at the end of the log would have been
+picked on weeks after the cut. `backtest=False, models=...` fits given models at the one
+origin `as_of` only (DEFAULT_MODEL where none is given), for a caller that already chose them.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ Sources (each finds at most n allowed items, best first, with its own score):
                one, plus a little for interest events
 - co_purchase  item-to-item collaborative filtering: neighbours in baskets of the shopper's
                items (and of the session's context items), summed by each item's weight
-- rules        association rules over baskets (insights/basket_rules.py): the highest lift of
-               a rule from the shopper's (or the session's) items to the item, weighted by
-               how recent the shopper's item is
+- rules        association rules over baskets (insights/basket_rules.py): the highest lift
+               (> 1) of a rule from one of the shopper's items (bought, or viewed / carted)
+               or the session's items to the item; an item whose recency-weighted baskets
+               fall below one counts that much less
 - als          shopper × item affinity of implicit ALS factors (collaborative filtering over
                shoppers; recommend/factors.py)
 - ann          FAISS nearest neighbours of the shopper's profile vector (or of the mean vector

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -142,10 +142,8 @@ def train_ranker(
     config: TailorConfig,
     progress: Progress = lambda *_: None,
     item_category: np.ndarray | None = None,
-    trend_models: Mapping[tuple[str, str], str] | None = None,
 ) -> TrainingResult:
-    """`item_category` and `trend_models` as snapshot_at takes them: the build's categories and
-    the forecast models its backtest chose, so that the cut's features mean serving's."""
+    """`item_category`: the build's category of each item row, as snapshot_at takes it."""
     ranking = config.ranking
     end = events["timestamp"].max()
     cut = end - pd.Timedelta(days=ranking.label_days)
@@ -154,7 +152,10 @@ def train_ranker(
         return TrainingResult(BlendRanker(), {**report, "kind": "blend", "why": "the log is shorter than the label window"})
 
     progress("train ranker", 0, 1)
-    snapshot = snapshot_at(events, items, item_vectors, index, cut, config, item_category, trend_models)
+    snapshot = snapshot_at(events, items, item_vectors, index, cut, config, item_category)
+    # Shown beside the build's own: a propensity made another way at the cut than at the end
+    # (a small shop falls back to recency) means the feature shifted between training and serving.
+    report["propensity_method_at_cut"] = snapshot.signals.propensity_method
     labels = graded_labels(events, cut, snapshot.history.user_ids, snapshot.item_row)
     users = sorted(labels)
     report["labelled_shoppers"] = len(users)

@@ -7,7 +7,6 @@ at an internal cut of the same log with the same functions, so features agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
 from functools import cached_property
 
 import numpy as np
@@ -74,16 +73,14 @@ def snapshot_at(
     as_of: pd.Timestamp,
     config: TailorConfig,
     item_category: np.ndarray | None = None,
-    trend_models: Mapping[tuple[str, str], str] | None = None,
 ) -> Snapshot:
     """What was known just before `as_of`, from the event log. `item_category`: the category
-    id of each item row (None: the items' category_id column, else one category);
-    `trend_models`: the forecast model of each series, as the build's backtest chose them."""
+    id of each item row (None: the items' category_id column, else one category)."""
     before = events[events["timestamp"] < as_of]
     history = shop_history(before, items, as_of, config.ranking.recent_days)
     vectors = user_vectors(history.user_ids, items, item_vectors, before, config.profile)
     factors = fit_factors(before, items, history.user_ids, config.ranking)
     if item_category is None:
         item_category = items["category_id"].to_numpy() if "category_id" in items else np.full(len(items), "")
-    signals = signals_at(before, items, item_category, history.user_ids, as_of, config, trend_models)
+    signals = signals_at(before, items, item_category, history.user_ids, as_of, config)
     return Snapshot(items, item_vectors, index, history, co_purchase(before, items), vectors, factors, signals, config)
