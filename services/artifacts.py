@@ -191,15 +191,14 @@ class Artifacts:
         # shopper is ever given another's segment or propensity.
         if not np.array_equal(users["user_id"].to_numpy(), self.history.user_ids):
             raise Unavailable(f"build {self.build_id} is inconsistent: its profiles and history list different shoppers; rebuild it")
-        trending = pd.read_parquet(self.file("trend_items"), columns=["trending", "selling_fast"])
-        archetype = self.segments.set_index("segment_id")["archetype_code"]
-        return ShopSignals(
-            item_category=pd.factorize(self.items["category_id"].to_numpy(dtype=object), sort=True)[0].astype(np.int64),
-            trending=trending["trending"].to_numpy(np.float64),
-            selling_fast=trending["selling_fast"].to_numpy(bool),
-            segment_archetype=archetype.reindex(users["segment_id"].to_numpy()).to_numpy(np.float64),
-            propensity=users["propensity"].to_numpy(np.float64),
-            rules=self.rules,
+        return ShopSignals.of(
+            self.items["category_id"].to_numpy(),
+            pd.read_parquet(self.file("trend_items"), columns=["trending", "selling_fast"]),
+            users["segment_id"].to_numpy(),
+            self.segments,
+            users["propensity"].to_numpy(),
+            self.rules,
+            self.manifest["propensity"]["method"],
         )
 
     @cached_property

@@ -5,7 +5,8 @@ the log, so each signal must mean the same at both moments: `signals_at` fits ev
 again on the events before the cut, with the same functions and settings the build uses at the
 end (segment_shoppers, purchase_propensity, fit_trends with its own backtest, mine_rules), and
 `ShopSignals.from_analyses` turns either moment's analyses into the arrays the ranker reads.
-Serving reads the same arrays back from the tables the build stored (Artifacts.signals).
+Serving makes them from the tables the build stored (Artifacts.signals), through the same
+ShopSignals.of.
 """
 
 from __future__ import annotations
@@ -34,6 +35,31 @@ class ShopSignals:
     propensity_method: str = ""    # how the propensity was made ("lightgbm", "recency baseline", …)
 
     @classmethod
+    def of(
+        cls,
+        item_category: np.ndarray,
+        trend_items: pd.DataFrame,
+        segment_ids: np.ndarray,
+        segments_table: pd.DataFrame,
+        propensity: np.ndarray,
+        rules: BasketRules,
+        propensity_method: str = "",
+    ) -> "ShopSignals":
+        """The one way the arrays are made, from a fit (from_analyses) or from a build's tables
+        (Artifacts.signals): category ids per item row, the trends' per-item table, segment ids
+        and propensities per user row."""
+        archetype = segments_table.set_index("segment_id")["archetype_code"]
+        return cls(
+            item_category=pd.factorize(np.asarray(item_category, dtype=object), sort=True)[0].astype(np.int64),
+            trending=trend_items["trending"].to_numpy(np.float64),
+            selling_fast=trend_items["selling_fast"].to_numpy(bool),
+            segment_archetype=archetype.reindex(np.asarray(segment_ids)).to_numpy(np.float64),
+            propensity=np.asarray(propensity, dtype=np.float64),
+            rules=rules,
+            propensity_method=propensity_method,
+        )
+
+    @classmethod
     def from_analyses(
         cls,
         item_category: np.ndarray,
@@ -43,16 +69,14 @@ class ShopSignals:
         trends: MarketTrends,
         rules: BasketRules,
     ) -> "ShopSignals":
-        archetype = segments.table.set_index("segment_id")["archetype_code"]
-        segment_of = segments.segment_id.reindex(user_ids)
-        return cls(
-            item_category=pd.factorize(np.asarray(item_category, dtype=object), sort=True)[0].astype(np.int64),
-            trending=trends.trending,
-            selling_fast=trends.items["selling_fast"].to_numpy(bool),
-            segment_archetype=archetype.reindex(segment_of.to_numpy()).to_numpy(np.float64),
-            propensity=propensity.probability.reindex(user_ids).to_numpy(np.float64),
-            rules=rules,
-            propensity_method=propensity.method,
+        return cls.of(
+            item_category,
+            trends.items,
+            segments.segment_id.reindex(user_ids).to_numpy(),
+            segments.table,
+            propensity.probability.reindex(user_ids).to_numpy(),
+            rules,
+            propensity.method,
         )
 
 
