@@ -12,7 +12,8 @@ import pytest
 
 from services.errors import InvalidArgument
 from services.insights import trends
-from services.insights.trends import MarketTrends, fit_series, market_trends, mase, wape, weekly_baskets
+from services.insights.forecasting import ARIMA_MODELS, fit_series, mase, wape
+from services.insights.trends import MarketTrends, market_trends, weekly_baskets
 from services.shop_data import load_shop_data
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "uci_online_retail_sample"
@@ -253,7 +254,7 @@ def test_items_outside_the_arima_pool_get_only_exponential_smoothing(sample):
     result = market_trends(shop.events, shop.items, category, as_of, min_active_weeks=8, arima_items=0)
     items = result.backtest[result.backtest["kind"] == "item"]
     assert set(items["model"]) <= set(trends.ES_MODELS)
-    assert items[[f"abs_error_{m}" for m in trends.ARIMA_MODELS]].isna().all().all()
+    assert items[[f"abs_error_{m}" for m in ARIMA_MODELS]].isna().all().all()
 
 
 def test_failed_fits_fall_back_to_the_four_week_mean(sample, monkeypatch):
