@@ -383,9 +383,13 @@ def show_recommendation(user_id: str, response, channel: str) -> None:
         copy = response.copy
         source = copy_pb2.CopySource.Name(copy.source).removeprefix("COPY_SOURCE_").lower()
         text = (f"[bold]{copy.title}[/]\n" if copy.title else "") + copy.body + (f"\n[green]{copy.call_to_action}[/]" if copy.call_to_action else "")
-        console.print(Panel(text, title=f"{channel} copy for item {copy.item_id}", subtitle=f"written by: {source}", expand=False))
+        subtitle = f"{source} · family {copy.family} · tone {copy.tone}" + (" · holdout" if copy.holdout else "")
+        console.print(Panel(text, title=f"{channel} copy for item {copy.item_id}", subtitle=subtitle, expand=False))
+        if copy.model_words:
+            console.print(f"[dim]the model's words: {copy.model_words}[/]")
         if copy.problems:
-            console.print(f"[dim]why not the model's words as generated: {'; '.join(copy.problems)}[/]")
+            console.print(f"[dim]dropped on the way: {'; '.join(copy.problems)}[/]")
+        console.print(f"[dim]variant id (for RecordFeedback): {copy.variant_id}[/]")
 
 
 @app.command()
@@ -467,6 +471,28 @@ def evaluate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"Results written to {json_out}")
+
+
+@app.command("copy-eval")
+def copy_eval(
+    artifacts: Optional[Path] = ArtifactsOption,
+    shoppers: int = typer.Option(200, "--shoppers", min=2, help="Shoppers of the build to write a campaign's copy for."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the measures as JSON to this file."),
+    variants_out: Optional[Path] = typer.Option(None, "--variants", help="Write every delivered variant, one JSON a line."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="Shoppers in flight at once (the engine batches their requests)."),
+    seed: int = typer.Option(0, "--seed", help="Which shoppers, and the shuffled pairing."),
+    shuffled: bool = typer.Option(False, "--interests-shuffled/--no-interests-shuffled", help="Also write every shopper's words again with another shopper's interests (what the interests add; doubles the engine work)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Copy for N shoppers over every channel and both languages, measured: checks' pass rate, fact accuracy, sources, free words, diversity, personalization."""
+    from clients.copy_eval import copy_eval as run_copy_eval
+    from services.errors import TailorError
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        run_copy_eval(settings, settings.artifacts_dir, shoppers, json_out, variants_out, concurrency, seed, shuffled)
+    except TailorError as error:
+        fail(str(error), 2)
 
 
 def show_evaluation(result: dict, methods: tuple[str, ...], metrics: tuple[str, ...]) -> None:

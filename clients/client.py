@@ -105,18 +105,39 @@ class TailorClient:
         n_variants: int = 1,
         promotion: common_pb2.Promotion | None = None,
         tone: str = "",
+        reason: str = "",
+        context_item_ids: Iterable[str] = (),
     ) -> copy_pb2.GenerateResponse:
         return self._call(
             self.copy.Generate,
-            copy_pb2.GenerateRequest(
-                user_id=user_id,
-                item_ids=list(item_ids),
-                channel=CHANNELS[channel],
-                language=LANGUAGES[language],
-                n_variants=n_variants,
-                promotion=promotion,
-                tone=tone,
-            ),
+            self.generate_request(user_id, item_ids, channel, language, n_variants, promotion, tone, reason, context_item_ids),
+        )
+
+    @staticmethod
+    def generate_request(user_id, item_ids, channel="push", language="en", n_variants=1, promotion=None, tone="", reason="", context_item_ids=()):
+        return copy_pb2.GenerateRequest(
+            user_id=user_id,
+            item_ids=list(item_ids),
+            channel=CHANNELS[channel],
+            language=LANGUAGES[language],
+            n_variants=n_variants,
+            promotion=promotion,
+            tone=tone,
+            reason=reason,
+            context_item_ids=list(context_item_ids),
+        )
+
+    def generate_stream(self, user_id: str, item_ids: Iterable[str], channel: str = "push", language: str = "en", **fields):
+        """The chunks of GenerateStream: text pieces, then the one with `final` set."""
+        request = self.generate_request(user_id, item_ids, channel, language, **fields)
+        return list(self.copy.GenerateStream(request, metadata=self.metadata, timeout=self.timeout_s))
+
+    def record_feedback(self, user_id: str, variant_id: str, event: str, item_id: str = "") -> marketing_pb2.RecordFeedbackResponse:
+        """event: impression, click or purchase."""
+        event_type = marketing_pb2.FeedbackEvent.Value(f"FEEDBACK_EVENT_{event.upper()}")
+        return self._call(
+            self.marketing.RecordFeedback,
+            marketing_pb2.RecordFeedbackRequest(user_id=user_id, item_id=item_id, variant_id=variant_id, event_type=event_type),
         )
 
     def recommend(

@@ -145,20 +145,50 @@ class RankingConfig(BaseModel):
 class LLMConfig(BaseModel):
     # Any Hugging Face checkpoint folder vLLM can load; the default is prepared by `tailor prepare-models`.
     model: Path = Path(".models/smollm2-135m-instruct")
-    dtype: str = "bfloat16"
+    # None: bfloat16 on a GPU, float32 on CPU (a CPU without AVX-512 runs bfloat16 about 4x slower).
+    dtype: str | None = None
     max_model_len: int = Field(2048, ge=256)
     # KV cache size. On the CPU backend vLLM otherwise reserves a share of all RAM.
     kv_cache_gib: float = Field(0.5, gt=0)
     # Share of GPU memory vLLM may take when it runs on a GPU.
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    temperature: float = Field(0.7, ge=0)
-    max_tokens: int = Field(160, ge=16)
-    # Variants the Marketing flow asks for per copy; the first that passes the checks is sent.
-    copy_attempts: int = Field(3, ge=1, le=8)
     # GPU share the CopyWriter replica asks Ray for; None = 0.5 when the machine has a GPU, else 0.
     num_gpus: float | None = None
-    # A generation slower than this falls back to the template.
+    # A generation slower than this: the copy goes out without the model's words.
     timeout_s: float = Field(60.0, gt=0)
+    seed: int = 0
+
+
+class CopyConfig(BaseModel):
+    # Copy in this language when a request leaves it unspecified.
+    default_language: Literal["en", "zh"] = "en"
+    # The shop's name: the SMS signature 【name】 and the e-mail footer.
+    shop_name: str = Field("Tailor Gifts", min_length=1, max_length=20)
+    # The shop's bilingual vocabulary (category names, tags, events en → zh); the build's
+    # derived category names are looked up in it. None = the file shipped for the demo shop.
+    vocabulary: Path | None = None
+    # Links the e-mail carries: {item_id} and {token} (a per-shopper unsubscribe token) are filled in.
+    item_url: str = "https://shop.example/item/{item_id}"
+    unsubscribe_url: str = "https://shop.example/unsubscribe?t={token}"
+    unsubscribe_mailto: str = "mailto:unsubscribe@shop.example?subject=unsubscribe-{token}"
+    # Free-word candidates the model writes per (shopper, item, language): one vLLM call with n.
+    hook_candidates: int = Field(6, ge=1, le=32)
+    hook_max_tokens: int = Field(40, ge=8)
+    hook_temperature: float = Field(0.8, ge=0)
+    # Free words less similar than this to the item's facts (embedding cosine) are off topic;
+    # calibrated on tests/data/copy_labelled.jsonl.
+    sense_threshold: float = Field(0.30, ge=-1, le=1)
+    # Finished copy is cached this long, keyed by every prompt input, the family and the build.
+    cache_ttl_s: float = Field(3600.0, ge=0)
+    cache_size: int = Field(100_000, ge=0)
+    # An SMS may take this many concatenated segments, signature and opt-out included.
+    sms_max_segments: int = Field(3, ge=1, le=10)
+    # The feedback loop's state lives outside builds (it survives rebuilds and restarts).
+    feedback_path: Path = Path("state/feedback.sqlite")
+    # Secret behind variant ids; created on first use.
+    variant_secret_path: Path = Path("state/variant_secret")
+    # Share of shoppers (by a hash of their id) who always get the default family: the control.
+    holdout_share: float = Field(0.10, ge=0, le=1)
     seed: int = 0
 
 
@@ -200,6 +230,7 @@ class TailorConfig(BaseSettings):
     ranking: RankingConfig = RankingConfig()
     insights: InsightsConfig = InsightsConfig()
     llm: LLMConfig = LLMConfig()
+    copywriting: CopyConfig = CopyConfig()
     serving: ServingConfig = ServingConfig()
 
     @field_validator("data", "artifacts_dir")
@@ -221,6 +252,10 @@ class TailorConfig(BaseSettings):
 
     def llm_model_path(self) -> Path:
         return absolute(self.llm.model)
+
+    def state_path(self, path: Path) -> Path:
+        """A path of the state kept outside builds (feedback), relative to the project."""
+        return absolute(path)
 
 
 def absolute(path: Path) -> Path:

@@ -2,7 +2,8 @@
 
     Marketing (ingress, every RPC) ──▶ Retriever ──▶ Embedder
                                    ├─▶ Ranker
-                                   ├─▶ CopyWriter (vLLM engine)
+                                   ├─▶ CopyWriter (vLLM engine) ──▶ Feedback (bandit state, one replica)
+                                   ├─▶ Feedback (RecordFeedback)
                                    └─▶ Embedder
 
 `serve run serving/serve_config.yaml` uses `app_builder`; `tailor serve`, `tailor demo` and
@@ -16,7 +17,7 @@ from typing import Any
 import ray
 from ray.serve import Application
 
-from serving.deployments import CopyWriter, Embedder, Ranker, Retriever
+from serving.deployments import CopyWriter, Embedder, Feedback, Ranker, Retriever
 from serving.ingress import Marketing
 from services.artifacts import Artifacts
 from services.config import TailorConfig, load_config
@@ -47,13 +48,17 @@ def build_app(config: TailorConfig) -> Application:
         return {"ray_actor_options": actor, "max_queued_requests": config.serving.max_queued_requests, **extra}
 
     embedder = Embedder.options(**options(config.embedding.num_gpus, 0.25)).bind(settings)
+    # One replica, always: it owns the bandit's state (counts must not diverge per replica).
+    feedback = Feedback.options(**options(num_replicas=1)).bind(settings)
     return Marketing.options(**options(max_ongoing_requests=config.serving.ingress_max_ongoing_requests)).bind(
         settings,
         build_dir,
         embedder,
         Retriever.options(**options()).bind(settings, build_dir, embedder),
         Ranker.options(**options()).bind(settings, build_dir),
-        CopyWriter.options(**options(config.llm.num_gpus, 0.5)).bind(settings, build_dir),
+        # Many requests in flight: the engine batches them (one at a time wastes the CPU).
+        CopyWriter.options(**options(config.llm.num_gpus, 0.5, max_ongoing_requests=64)).bind(settings, build_dir, feedback),
+        feedback,
     )
 
 

@@ -4,6 +4,7 @@ gRPC status codes (only the ingress holds the gRPC context)."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from serving import messages
 from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.copywriting.engine import LLMEngine
+from services.copywriting.facts import CopyFacts
+from services.copywriting.hooks import HOOK_REGEX, hook_key
 from services.copywriting.writer import CopyWriter as CopyWriterDomain
+from services.feedback.assignment import arms_for, order_arms, variant_tag
+from services.feedback.bandit import FeedbackLoop
+from services.feedback.variant_ids import VariantTag, secret_from, sign_variant
 from services.recommend.embedding import TextEmbedder
 from services.errors import InvalidArgument
 from services.recommend.candidates import check_vector
@@ -115,35 +121,92 @@ class Ranker:
 
 @serve.deployment
 class CopyWriter:
-    def __init__(self, config: dict, build_dir: str):
+    def __init__(self, config: dict, build_dir: str, feedback):
         self.config = TailorConfig(**config)
         self.artifacts = Artifacts(Path(build_dir), self.config.index)
         self.engine = LLMEngine(self.config)
-        self.writer = CopyWriterDomain(self.artifacts, self.engine, self.config)
+        self.writer = CopyWriterDomain(self.artifacts, self.engine, TextEmbedder(self.config), self.config)
+        self.feedback = feedback
+        self.secret = secret_from(self.config.state_path(self.config.copywriting.variant_secret_path))
 
-    async def Generate(self, request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateResponse:
+    def request(self, request: copy_pb2.GenerateRequest) -> tuple[CopyFacts, int, bool]:
+        """The request's fields checked (INVALID_ARGUMENT / NOT_FOUND naming the field), as facts."""
         limits = self.config.serving
         # Empty for an anonymous shopper (a cold-start Recommend): copy without personal interests.
-        user_id = request.user_id.strip()
+        user_id = messages.check_user_id(request.user_id, limits) if request.user_id.strip() else ""
         item_ids = messages.check_item_ids(request.item_ids, limits.max_copy_items)
+        context = messages.check_item_ids(request.context_item_ids, limits.max_context_items, "context_item_ids", required=False)
         n = request.n_variants or 1
         if not 1 <= n <= limits.max_variants:
             raise InvalidArgument("n_variants", f"must be between 1 and {limits.max_variants}, got {n}")
         channel = messages.channel_name(request.channel)
-        language = messages.language_name(request.language)
-        promotion = messages.promotion(request.promotion)
-        self.artifacts.item_indices(item_ids)  # every id must exist, not only the headline one
+        language = messages.language_name(request.language, self.config.copywriting.default_language)
+        promotion = messages.promotion(request.promotion, date.today())
+        tone = messages.tone(request.tone)
+        self.artifacts.item_indices(item_ids + context)  # every id must exist, not only the headline one
         reason = messages.check_short_text(request.reason, "reason", 200)
-        facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, request.tone.strip(), reason)
-        outcomes = await self.writer.write(facts, n)
+        facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, tone, reason, tuple(context))
+        return facts, n, bool(tone)
+
+    async def variants(self, request, facts: CopyFacts, n: int, tone_given: bool) -> list[copy_pb2.CopyVariant]:
+        user_id = request.user_id.strip()
+        arms, default = arms_for(facts, tone_given)
+        first, held_out = await self.feedback.choose.remote(user_id, facts.segment, facts.channel, arms, default)
+        outcomes = await self.writer.write(facts, order_arms(arms, tuple(first), held_out, n), user_id)
+        tags = [variant_tag(user_id, facts, o, held_out, self.artifacts.build_id) for o in outcomes]
+        ids = [sign_variant(tag, self.secret) for tag in tags]
+        await self.feedback.issue_many.remote(list(zip(ids, tags)))
+        return [messages.variant_message(o, facts.item_id, i, held_out) for o, i in zip(outcomes, ids)]
+
+    async def Generate(self, request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateResponse:
+        facts, n, tone_given = self.request(request)
         return copy_pb2.GenerateResponse(
-            variants=[messages.variant_message(outcome, facts.item_id) for outcome in outcomes],
+            variants=await self.variants(request, facts, n, tone_given),
             model=self.engine.model_name,
-            channel=channel,
-            language=language,
+            channel=facts.channel,
+            language=facts.language,
         )
+
+    async def GenerateStream(self, request: copy_pb2.GenerateRequest):
+        """The model's free words as they come (English), then the checked variant; the
+        variant uses the streamed words only if they pass the checks."""
+        facts, _, tone_given = self.request(request)
+        if facts.language == "en":
+            given, prompt = self.writer.hook_prompt(facts)
+            settings = self.config.copywriting
+            pieces = []
+            async for piece in self.engine.stream(prompt, HOOK_REGEX, settings.hook_max_tokens, settings.hook_temperature):
+                pieces.append(piece)
+                yield copy_pb2.GenerateChunk(text=piece)
+            self.writer.hook_cache[hook_key(prompt, self.artifacts.build_id)] = self.writer.judge(["".join(pieces)], facts, given)
+        [variant] = await self.variants(request, facts, 1, tone_given)
+        yield copy_pb2.GenerateChunk(final=variant)
 
     def __del__(self):
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.shutdown()
+
+
+@serve.deployment
+class Feedback:
+    """The one owner of the feedback loop's state (a single replica: Thompson sampling's counts
+    must not diverge per replica). The state lives outside builds and survives restarts."""
+
+    def __init__(self, config: dict):
+        self.config = TailorConfig(**config)
+        settings = self.config.copywriting
+        self.loop = FeedbackLoop(self.config.state_path(settings.feedback_path), settings.holdout_share)
+
+    def choose(self, user_id: str, segment: str, channel: str, arms: list, default: tuple):
+        return self.loop.choose(user_id, segment, channel, [tuple(a) for a in arms], tuple(default))
+
+    def issue_many(self, issued: list) -> None:
+        for variant_id, tag in issued:
+            self.loop.issue(variant_id, tag)
+
+    def record(self, user_id: str, variant_id: str, event: str, tag: VariantTag) -> None:
+        self.loop.record(user_id, variant_id, event, tag)
+
+    def stats(self) -> dict:
+        return {"arms": self.loop.stats(), "lift": self.loop.lift()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
@@ -19,9 +20,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 
 from serving import messages
+from services.feedback.variant_ids import read_variant, secret_from
 from services.artifacts import Artifacts
 from services.config import TailorConfig
-from services.errors import InvalidArgument, NotFound, Unavailable
+from services.errors import InvalidArgument, NotFound, Unavailable, excerpt
 from services.insights.description import describe_shopper
 from services.insights.profiles import summarise
 from services.recommend.flow import RecommendationFlow
@@ -68,10 +70,16 @@ async def answer(context: RayServegRPCContext, empty: Response, call: Callable[[
         return empty
 
 
+async def _raise(error: Exception):
+    raise error
+
+
 @serve.deployment
 class Marketing:
-    def __init__(self, config: dict, build_dir: str, embedder, retriever, ranker, copywriter):
+    def __init__(self, config: dict, build_dir: str, embedder, retriever, ranker, copywriter, feedback):
         self.config = TailorConfig(**config)
+        self.feedback = feedback
+        self.secret = secret_from(self.config.state_path(self.config.copywriting.variant_secret_path))
         self.artifacts = Artifacts(Path(build_dir), self.config.index)
         # Recommend runs candidates and ranking here, on the build this replica holds: two hops
         # to the Retriever and Ranker deployments cost more than the work behind them. Those
@@ -90,7 +98,8 @@ class Marketing:
         # Checked here so that a bad request fails before any work.
         messages.channel_name(request.channel)
         messages.language_name(request.language)
-        promotion = messages.promotion(request.promotion)
+        messages.tone(request.tone)
+        promotion = messages.promotion(request.promotion, date.today())
 
         ranked = self.flow.recommend(query)
         known = bool(query.user_id) and self.flow.snapshot.history.user_row(query.user_id) is not None
@@ -106,7 +115,7 @@ class Marketing:
         return response
 
     async def copy_for(self, user_id: str, headline, request, note: str | None) -> copy_pb2.CopyVariant:
-        """The best of llm.copy_attempts variants about the headline item; without the
+        """One variant about the headline item, in the arm the feedback loop picks; without the
         promotion when the flow said it does not apply (the note says why)."""
         generated = await self.copywriter.Generate.remote(
             copy_pb2.GenerateRequest(
@@ -116,11 +125,11 @@ class Marketing:
                 language=request.language,
                 promotion=None if note else request.promotion,
                 tone=request.tone,
-                n_variants=min(self.config.llm.copy_attempts, self.config.serving.max_variants),
+                n_variants=1,
                 reason=headline.reasons[0] if headline.reasons else "",
             )
         )
-        best = generated.variants[0]  # variants come best first
+        best = generated.variants[0]
         if note:
             best.problems.append(note)
         return best
@@ -156,8 +165,19 @@ class Marketing:
         # running application), so SERVING is the truth here.
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
-    async def RecordFeedback(self, request, grpc_context: RayServegRPCContext):
-        return self.unimplemented("RecordFeedback", grpc_context, marketing_pb2.RecordFeedbackResponse())
+    async def RecordFeedback(self, request: marketing_pb2.RecordFeedbackRequest, grpc_context: RayServegRPCContext):
+        return await answer(grpc_context, marketing_pb2.RecordFeedbackResponse(), lambda: self.record_feedback(request))
+
+    async def record_feedback(self, request: marketing_pb2.RecordFeedbackRequest) -> marketing_pb2.RecordFeedbackResponse:
+        """What a shopper did with a variant, for the bandit: the id's signature is checked here
+        (a forged one is INVALID_ARGUMENT), the rest by the loop's one owner."""
+        user_id = messages.check_user_id(request.user_id, self.config.serving) if request.user_id.strip() else ""
+        event = messages.feedback_event(request.event_type)
+        tag = read_variant(request.variant_id.strip(), self.secret)
+        if request.item_id.strip() and request.item_id.strip() != tag.item_id:
+            raise NotFound("item_id", f"variant {excerpt(request.variant_id, 24)} is not about item {excerpt(request.item_id)}")
+        await self.feedback.record.remote(user_id, request.variant_id.strip(), event, tag)
+        return marketing_pb2.RecordFeedbackResponse()
 
     async def ForgetUser(self, request, grpc_context: RayServegRPCContext):
         return self.unimplemented("ForgetUser", grpc_context, marketing_pb2.ForgetUserResponse())
@@ -170,9 +190,13 @@ class Marketing:
         yield  # noqa: makes this a generator, as the streaming RPC requires
 
     async def GenerateStream(self, request, grpc_context: RayServegRPCContext):
-        self.unimplemented("GenerateStream", grpc_context, None)
-        raise NotImplementedError("GenerateStream")
-        yield  # noqa
+        stream = self.copywriter.options(stream=True).GenerateStream.remote(request)
+        try:
+            async for chunk in stream:
+                yield chunk
+        except Exception as error:  # noqa: BLE001 - a failure becomes the stream's status
+            await answer(grpc_context, None, lambda: _raise(error))
+            raise
 
     @staticmethod
     def unimplemented(rpc: str, grpc_context: RayServegRPCContext, empty):

@@ -12,19 +12,19 @@ import pandas as pd
 
 from services.config import ServingConfig
 from services.copywriting.facts import CopyOutcome, Promotion
-from services.errors import InvalidArgument
+from services.copywriting.layouts import TONES
+from services.errors import InvalidArgument, excerpt
 from services.insights.description import ShopperDescription
 from services.recommend.candidates import SOURCE_NAMES
 from services.recommend.filters import ItemFilter
 from services.recommend.flow import RankedItem, ShopperQuery
 from tailor.v1 import common_pb2, copy_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
 
-PROMOTION_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # Names the domain uses, read off the proto enums: CHANNEL_SMS → "sms"; UNSPECIFIED → the default.
 CHANNELS = {value: name.removeprefix("CHANNEL_").lower() for name, value in common_pb2.Channel.items()}
 CHANNELS[common_pb2.CHANNEL_UNSPECIFIED] = "push"
 LANGUAGES = {value: name.removeprefix("LANGUAGE_").lower() for name, value in common_pb2.Language.items()}
-LANGUAGES[common_pb2.LANGUAGE_UNSPECIFIED] = "en"
+del LANGUAGES[common_pb2.LANGUAGE_UNSPECIFIED]  # the configured default (copywriting.default_language)
 COPY_SOURCES = {
     "model": copy_pb2.COPY_SOURCE_MODEL,
     "repaired": copy_pb2.COPY_SOURCE_REPAIRED,
@@ -145,7 +145,9 @@ def channel_name(channel: int, field: str = "channel") -> str:
     return CHANNELS[channel]
 
 
-def language_name(language: int, field: str = "language") -> str:
+def language_name(language: int, default: str = "en", field: str = "language") -> str:
+    if language == common_pb2.LANGUAGE_UNSPECIFIED:
+        return default
     if language not in LANGUAGES:
         raise InvalidArgument(field, f"unknown language {language}")
     return LANGUAGES[language]
@@ -162,23 +164,44 @@ def item_filter(message: common_pb2.ItemFilter, field: str = "filter") -> ItemFi
     )
 
 
-def promotion(message: common_pb2.Promotion, field: str = "promotion") -> Promotion:
-    """Promotion checks its own amounts (InvalidArgument naming promotion.<field>)."""
-    if message.ends:
-        try:
-            date.fromisoformat(message.ends.strip())
-        except ValueError:
-            raise InvalidArgument(f"{field}.ends", f"is not an ISO date (YYYY-MM-DD): {message.ends!r}") from None
-    if message.code and not PROMOTION_CODE.fullmatch(message.code.strip()):
-        raise InvalidArgument(f"{field}.code", "must be 1-32 letters, digits, '-' or '_'")
-    check_short_text(message.description, f"{field}.description", 200)
-    return Promotion(
+def promotion(message: common_pb2.Promotion, today: date, field: str = "promotion") -> Promotion:
+    """Promotion checks its own fields (InvalidArgument naming promotion.<field>); here, also
+    that it has not ended before `today`."""
+    promo = Promotion(
         code=message.code.strip(),
         percent_off=message.percent_off,
         amount_off=message.amount_off,
         ends=message.ends.strip(),
         description=message.description.strip(),
+        threshold_amount=message.threshold_amount,
+        threshold_reduction=message.threshold_reduction,
+        free_shipping=message.free_shipping,
+        event=message.event.strip(),
     )
+    promo.check_current(today)
+    return promo
+
+
+def tone(value: str, field: str = "tone") -> str:
+    """"" (the bandit's or the segment's choice) or one of the known tones."""
+    value = value.strip().lower()
+    if value and value not in TONES:
+        raise InvalidArgument(field, f"unknown tone {excerpt(value)}; one of {', '.join(TONES)}")
+    return value
+
+
+FEEDBACK_EVENTS = {
+    marketing_pb2.FEEDBACK_EVENT_IMPRESSION: "impression",
+    marketing_pb2.FEEDBACK_EVENT_CLICK: "click",
+    marketing_pb2.FEEDBACK_EVENT_PURCHASE: "purchase",
+}
+
+
+def feedback_event(value: int, field: str = "event_type") -> str:
+    try:
+        return FEEDBACK_EVENTS[value]
+    except KeyError:
+        raise InvalidArgument(field, f"must be IMPRESSION, CLICK or PURCHASE, got {value}") from None
 
 
 def item_message(row: pd.Series) -> common_pb2.Item:
@@ -209,8 +232,8 @@ def ranked_messages(ranked: list[RankedItem], items: pd.DataFrame, item_row: pd.
     return [ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)]
 
 
-def variant_message(outcome: CopyOutcome, item_id: str) -> copy_pb2.CopyVariant:
-    return copy_pb2.CopyVariant(
+def variant_message(outcome: CopyOutcome, item_id: str, variant_id: str = "", holdout: bool = False) -> copy_pb2.CopyVariant:
+    variant = copy_pb2.CopyVariant(
         title=outcome.copy.title,
         body=outcome.copy.body,
         call_to_action=outcome.copy.call_to_action,
@@ -218,7 +241,20 @@ def variant_message(outcome: CopyOutcome, item_id: str) -> copy_pb2.CopyVariant:
         source=COPY_SOURCES[outcome.source],
         fallback=outcome.source == "template",
         problems=list(outcome.problems),
+        variant_id=variant_id,
+        family=outcome.family,
+        tone=outcome.tone,
+        model_words=outcome.model_words,
+        holdout=holdout,
     )
+    if outcome.sms_segments:
+        variant.sms, variant.sms_segments = outcome.copy.body, outcome.sms_segments
+    if outcome.email is not None:
+        e = outcome.email
+        variant.email.CopyFrom(
+            copy_pb2.EmailContent(subject=e.subject, preheader=e.preheader, html=e.html, text=e.text, headers=dict(e.headers))
+        )
+    return variant
 
 
 def description_message(d: ShopperDescription) -> marketing_pb2.DescribeUserResponse:

@@ -30,7 +30,13 @@ def free_ports(n: int) -> list[int]:
 def sample_config(tmp_path_factory) -> TailorConfig:
     artifacts = tmp_path_factory.mktemp("artifacts")
     grpc_port, http_port = free_ports(2)
-    return load_config(data=SAMPLE, artifacts_dir=artifacts, serving={"grpc_port": grpc_port, "http_port": http_port})
+    state = tmp_path_factory.mktemp("state")
+    return load_config(
+        data=SAMPLE,
+        artifacts_dir=artifacts,
+        serving={"grpc_port": grpc_port, "http_port": http_port},
+        copywriting={"feedback_path": state / "feedback.sqlite", "variant_secret_path": state / "variant_secret"},
+    )
 
 
 @pytest.fixture(scope="session")

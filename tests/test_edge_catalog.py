@@ -9,7 +9,10 @@ import pytest
 from serving.messages import item_message
 from services.artifacts import Artifacts
 from services.build import build_artifacts
-from services.copywriting import Promotion, build_messages, template_copy
+from services.copywriting import Promotion
+from services.copywriting.writer import VOCABULARY_FILE
+from services.copywriting.layouts import lay_out
+from services.copywriting.vocabulary import Vocabulary
 from services.copywriting.writer import CopyWriter
 from services.recommend.flow import RecommendationFlow, ShopperQuery
 
@@ -64,16 +67,22 @@ def test_an_unpriced_item_says_so_everywhere(edge):
     row = artifacts.items.set_index("item_id", drop=False).loc["S1"]
     message = item_message(row)
     assert (message.has_price, message.price) == (False, 0.0)
-    facts = CopyWriter(artifacts, None, config).facts("buyer2", "S1", "push", "en", Promotion(), "")
-    assert facts.price is None
-    copy = template_copy(facts)
-    assert "€" not in copy.body and "EUR" not in copy.body
+    writer = CopyWriter(artifacts, None, None, config)
+    for channel in ("push", "sms", "email", "banner"):
+        for language in ("en", "zh"):
+            facts = writer.facts("buyer2", "S1", channel, language, Promotion(), "")
+            assert facts.price is None
+            links = writer.links(facts, "buyer2")
+            copy = lay_out(facts, "", "spotlight", Vocabulary.load(VOCABULARY_FILE), "Shop", links).copy
+            assert "€" not in copy.body and "EUR" not in copy.body and "Wool Scarf" in copy.title + copy.body
 
 
 def test_the_prompt_carries_no_user_id(edge):
     artifacts, config = edge
-    facts = CopyWriter(artifacts, None, config).facts(SENTINEL, "T2", "push", "en", Promotion(), "", "similar to Red Ceramic Teapot you bought")
-    prompt = " ".join(message["content"] for message in build_messages(facts))
+    writer = CopyWriter(artifacts, None, None, config)
+    facts = writer.facts(SENTINEL, "T2", "push", "en", Promotion(), "", "similar to Red Ceramic Teapot you bought")
+    _, prompt = writer.hook_prompt(facts)
     assert SENTINEL not in prompt and "4711" not in prompt
-    assert "Blue Teapot Warmer" in prompt and "6.00" in prompt and "teapot" in prompt.lower()
+    assert "Blue Teapot Warmer" in prompt and "kitchen" in prompt.lower()
+    assert "6.00" not in prompt  # prices are the layout's, never the model's
     assert facts.recent_titles[0] == "Wool Scarf"  # the most recent purchase first

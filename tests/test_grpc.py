@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.copywriting import CHANNELS, Copy, Promotion, check_copy, finalize, template_copy
+from datetime import date, timedelta
+
+from services.copywriting import CHANNELS, Copy, Promotion, check_copy
+from services.copywriting.channels import sms_segments
+from services.copywriting.layouts import FAMILIES
+from services.copywriting.text import display_width
 from services.copywriting.writer import CopyWriter
 from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, marketing_pb2, ranking_pb2, retrieval_pb2
 
@@ -95,42 +100,82 @@ def test_recommend_for_a_shopper_the_build_does_not_know(live_tailor, sample_art
     assert any({"co_purchase", "ann"} & set(r.sources) for r in session.items)
 
 
-@pytest.mark.parametrize("channel,language", [("push", "en"), ("sms", "zh"), ("email", "en")])
+FUTURE = (date.today() + timedelta(days=30)).isoformat()
+
+
+@pytest.mark.parametrize("channel,language", [("push", "en"), ("sms", "zh"), ("email", "en"), ("banner", "zh")])
 def test_generate_copy_is_checked_and_honest(live_tailor, sample_artifacts, sample_config, best_user, channel, language):
     """What the server says of each variant is re-checked here against the domain's own rules."""
     item_id = sample_artifacts.items["item_id"].iloc[0]
     response = live_tailor.generate(best_user, [item_id], channel=channel, language=language, n_variants=2)
     assert len(response.variants) == 2 and response.model
-    facts = CopyWriter(sample_artifacts, None, sample_config).facts(best_user, item_id, channel, language, Promotion(), "")
+    facts = CopyWriter(sample_artifacts, None, None, sample_config).facts(best_user, item_id, channel, language, Promotion(), "")
     spec = CHANNELS[channel]
-    order = [v.source for v in response.variants]
-    assert order == sorted(order), "variants come best first"
     for variant in response.variants:
         copy = Copy(variant.title, variant.body, variant.call_to_action)
-        assert variant.item_id == item_id
+        assert variant.item_id == item_id and variant.variant_id and variant.family in FAMILIES
+        assert check_copy(copy, facts.__class__(**{**facts.__dict__, "tone": variant.tone})) == []
         assert variant.fallback == (variant.source == copy_pb2.COPY_SOURCE_TEMPLATE)
-        if variant.source == copy_pb2.COPY_SOURCE_MODEL:
-            # The model's words, unchanged, pass every check.
-            again = finalize(json.dumps({"title": copy.title, "body": copy.body, "call_to_action": copy.call_to_action}), facts)
-            assert (again.source, again.copy) == ("model", copy)
-        elif variant.source == copy_pb2.COPY_SOURCE_REPAIRED:
-            assert variant.problems and check_copy(copy, facts) == []
+        if variant.source in (copy_pb2.COPY_SOURCE_MODEL, copy_pb2.COPY_SOURCE_REPAIRED):
+            assert language == "en" and variant.model_words and variant.model_words in f"{copy.title} {copy.body}"
         else:
-            assert variant.source == copy_pb2.COPY_SOURCE_TEMPLATE
-            assert variant.problems and copy == template_copy(facts)
-        assert len(variant.title) <= spec.title_limit(language)
-        assert 0 < len(variant.body) <= spec.body_limit(language)
+            assert not variant.model_words
+        assert display_width(variant.title) <= spec.title_limit(language)
         if channel == "sms":
-            assert variant.body.endswith("回T退订")
+            assert variant.sms == variant.body and variant.body.endswith("回T退订") and variant.body.startswith("【")
+            assert variant.sms_segments == sms_segments(variant.body) <= 3
+        else:
+            assert 0 < display_width(variant.body) <= spec.body_limit(language)
+        if channel == "email":
+            assert variant.email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert variant.email.headers["List-Unsubscribe"].startswith("<https://")
+            assert "<html" in variant.email.html and variant.email.text and variant.email.subject == variant.title
 
 
 def test_generate_with_a_promotion_states_only_its_terms(live_tailor, sample_artifacts, best_user):
     item = sample_artifacts.items.iloc[3]
-    promotion = common_pb2.Promotion(code="SPRING20", percent_off=20)
-    response = live_tailor.generate(best_user, [item["item_id"]], promotion=promotion)
-    text = response.variants[0].title + " " + response.variants[0].body
-    percentages = {float(p) for p in re.findall(r"(\d+(?:\.\d+)?)\s*%", text)}
-    assert percentages <= {20.0}, text
+    promotion = common_pb2.Promotion(code="SPRING20", percent_off=20, ends=FUTURE, threshold_amount=50, threshold_reduction=5)
+    for language in ("en", "zh"):
+        response = live_tailor.generate(best_user, [item["item_id"]], channel="email", language=language, promotion=promotion)
+        text = response.variants[0].title + " " + response.variants[0].body
+        percentages = {float(p) for p in re.findall(r"(\d+(?:\.\d+)?)\s*%", text)}
+        assert percentages == {20.0} and "SPRING20" in text and FUTURE in text, text
+
+
+def test_generate_stream_streams_the_model_words_then_the_checked_variant(live_tailor, sample_artifacts, best_user):
+    item_id = sample_artifacts.items["item_id"].iloc[0]
+    chunks = live_tailor.generate_stream(best_user, [item_id], "push", "en")
+    *pieces, last = chunks
+    assert last.HasField("final") and last.final.variant_id and last.final.item_id == item_id
+    streamed = "".join(c.text for c in pieces).strip()
+    assert pieces and streamed
+    if last.final.model_words:  # the streamed words pass the checks: the variant uses them as streamed
+        assert last.final.model_words == streamed
+
+
+def test_record_feedback_over_grpc(live_tailor, sample_artifacts, best_user):
+    item_id = sample_artifacts.items["item_id"].iloc[0]
+    variant = live_tailor.generate(best_user, [item_id], channel="push").variants[0]
+    for event in ("impression", "click", "click", "purchase"):  # a repeat is accepted and counted once
+        live_tailor.record_feedback(best_user, variant.variant_id, event, item_id=item_id)
+    forged = variant.variant_id[:-3] + ("AAA" if not variant.variant_id.endswith("AAA") else "BBB")
+    other_user = str(sample_artifacts.users["user_id"].iloc[0])
+    assert other_user != best_user
+    cases = {
+        "variant_id": (grpc.StatusCode.INVALID_ARGUMENT, lambda: live_tailor.record_feedback(best_user, forged, "click")),
+        "event_type": (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            lambda: live_tailor._call(
+                live_tailor.marketing.RecordFeedback,
+                marketing_pb2.RecordFeedbackRequest(user_id=best_user, variant_id=variant.variant_id),
+            ),
+        ),
+        "user_id": (grpc.StatusCode.NOT_FOUND, lambda: live_tailor.record_feedback(other_user, variant.variant_id, "click")),
+        "item_id": (grpc.StatusCode.NOT_FOUND, lambda: live_tailor.record_feedback(best_user, variant.variant_id, "click", item_id="22423X")),
+    }
+    for field, (expected, call) in cases.items():
+        code, details = status_of(call)
+        assert code == expected and details.startswith(f"{field}:"), (field, code, details)
 
 
 def test_recommend_composes_the_flow(live_tailor, sample_artifacts, best_user):
@@ -239,16 +284,27 @@ def test_bad_requests_name_their_field(live_tailor, best_user):
         "channel": lambda: live_tailor._call(
             live_tailor.copy.Generate, copy_pb2.GenerateRequest(user_id=best_user, item_ids=["22423"], channel=42)
         ),
+        "language": lambda: live_tailor._call(
+            live_tailor.copy.Generate, copy_pb2.GenerateRequest(user_id=best_user, item_ids=["22423"], language=7)
+        ),
+        "tone": lambda: live_tailor.generate(best_user, ["22423"], tone="sarcastic"),
+        "promotion.percent_off ": lambda: live_tailor.generate(best_user, ["22423"], promotion=common_pb2.Promotion(percent_off=120)),
+        "promotion.ends ": lambda: live_tailor.generate(best_user, ["22423"], promotion=common_pb2.Promotion(ends="2020-01-01")),
+        "promotion.threshold_reduction": lambda: live_tailor.generate(
+            best_user, ["22423"], promotion=common_pb2.Promotion(threshold_amount=10, threshold_reduction=20)
+        ),
+        "promotion.amount_off": lambda: live_tailor.generate(best_user, ["22423"], promotion=common_pb2.Promotion(amount_off=-1)),
+        "context_item_ids ": lambda: live_tailor.generate("", ["22423"], context_item_ids=["22423"] * 51),
     }
     for field, call in cases.items():
         code, details = status_of(call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (field, code, details)
-        assert details.startswith(f"{field}:"), (field, details)
+        assert details.startswith(f"{field.strip()}:"), (field, details)
     # Still serving after all that.
     assert len(live_tailor.recommend(best_user, k=2, skip_copy=True).items) == 2
 
 
-def test_later_rpcs_answer_unimplemented(live_tailor, best_user):
+def test_later_rpcs_answer_unimplemented(live_tailor, best_user):  # ForgetUser and ScoreUsers
     unary = lambda: live_tailor._call(live_tailor.marketing.ForgetUser, marketing_pb2.ForgetUserRequest(user_id=best_user))
     code, details = status_of(unary)
     assert code == grpc.StatusCode.UNIMPLEMENTED and "ForgetUser" in details

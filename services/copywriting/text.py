@@ -39,6 +39,12 @@ def mostly_cjk(text: str) -> bool:
     return cjk > 0 and 3 * cjk >= latin
 
 
+def display_width(text: str) -> int:
+    """Columns `text` takes on a phone screen: CJK characters and full-width punctuation two,
+    others one. Channel limits are in columns, so one limit serves English and Chinese."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def is_cjk_or_punct(c: str) -> bool:
     return bool(CJK_RE.match(c)) or unicodedata.category(c).startswith("P") or c in "\u3000"
 

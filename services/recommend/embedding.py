@@ -29,6 +29,12 @@ class TextEmbedder:
         # A readable model name for manifests and responses.
         self.model_name = config.embedding.model or "sentence-transformers/all-MiniLM-L6-v2"
 
+    def known_words(self) -> frozenset[str]:
+        """Whole words of the model's tokenizer vocabulary (lower case): a word it must split
+        into pieces is rare, misspelt or invented."""
+        vocab = getattr(self.model.tokenizer, "vocab", {}) or {}
+        return frozenset(w for w in vocab if w.isalpha() and w.islower())
+
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         vectors = self.model.encode(
             list(texts),
