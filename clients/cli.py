@@ -481,6 +481,7 @@ def copy_eval(
     variants_out: Optional[Path] = typer.Option(None, "--variants", help="Write every delivered variant, one JSON a line."),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Shoppers in flight at once (the engine batches their requests)."),
     seed: int = typer.Option(0, "--seed", help="Which shoppers, and the shuffled pairing."),
+    model_words: Optional[bool] = typer.Option(None, "--model-words/--no-model-words", help="Override copywriting.model_words for this run."),
     shuffled: bool = typer.Option(False, "--interests-shuffled/--no-interests-shuffled", help="Also write every shopper's words again with another shopper's interests (what the interests add; doubles the engine work)."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -489,6 +490,8 @@ def copy_eval(
     from services.errors import TailorError
 
     settings = config_for(config, artifacts_dir=artifacts)
+    if model_words is not None:
+        settings = settings.model_copy(update={"copywriting": settings.copywriting.model_copy(update={"model_words": model_words})})
     try:
         run_copy_eval(settings, settings.artifacts_dir, shoppers, json_out, variants_out, concurrency, seed, shuffled)
     except TailorError as error:

@@ -171,6 +171,11 @@ class CopyConfig(BaseModel):
     item_url: str = "https://shop.example/item/{item_id}"
     unsubscribe_url: str = "https://shop.example/unsubscribe?t={token}"
     unsubscribe_mailto: str = "mailto:unsubscribe@shop.example?subject=unsubscribe-{token}"
+    # Whether copy carries the model's free words (a sentence about the product) at all. Off by
+    # default: a reader judged 5 of 300 sentences of SmolLM2-135M sendable, and the checks
+    # catch about half of the rest (tests/data/copy_labelled.jsonl, bench/copy_checks_labelled.py).
+    # Turn it on with a larger llm.model, after measuring it the same way.
+    model_words: bool = False
     # Free-word candidates the model writes per (shopper, item, language): one vLLM call with n.
     hook_candidates: int = Field(6, ge=1, le=32)
     hook_max_tokens: int = Field(40, ge=8)

@@ -171,7 +171,7 @@ class CopyWriter:
         """The model's free words as they come (English), then the checked variant; the
         variant uses the streamed words only if they pass the checks."""
         facts, _, tone_given = self.request(request)
-        if facts.language == "en":
+        if facts.language == "en" and self.config.copywriting.model_words:
             given, prompt = self.writer.hook_prompt(facts)
             settings = self.config.copywriting
             pieces = []

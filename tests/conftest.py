@@ -35,7 +35,8 @@ def sample_config(tmp_path_factory) -> TailorConfig:
         data=SAMPLE,
         artifacts_dir=artifacts,
         serving={"grpc_port": grpc_port, "http_port": http_port},
-        copywriting={"feedback_path": state / "feedback.sqlite", "variant_secret_path": state / "variant_secret"},
+        # The model's words on, so the tests exercise that path (the shipped default is off).
+        copywriting={"feedback_path": state / "feedback.sqlite", "variant_secret_path": state / "variant_secret", "model_words": True},
     )
 
 

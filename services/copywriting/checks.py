@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from services.copywriting.facts import CHANNELS, CTA, Copy, CopyFacts, has_opt_out
+from services.copywriting.facts import CHANNELS, Copy, CopyFacts, has_opt_out
 from services.copywriting.text import (
     CENT,
     CJK_RE,
@@ -445,54 +445,6 @@ def content_problems(copy: Copy, facts: CopyFacts) -> list[str]:
         if latin:
             problems.append(f"English words in Chinese copy: {', '.join(latin[:3])}")
     return problems
-
-
-_CTA_VERBS = frozenset(
-    "shop buy get discover see view explore order grab find browse check take learn add claim treat try "
-    "start unlock reserve book join visit open tap click pick choose gift meet read watch redeem use show "
-    "light bring make give".split()
-)
-_CTA_ZH_RE = re.compile(r"[看买购抢领选逛试订查享戳点逛]")
-
-
-def cut_off(text: str, limit: int, facts: CopyFacts) -> bool:
-    """Did constrained decoding stop this field mid-word at its maxLength?
-
-    It did when the field fills the limit and ends in a Latin letter or digit that does not
-    finish a word of the facts ("…T-Light Ho", "…you kn"; not "…Included", "…£2.95").
-    """
-    if not (limit > 0 and len(text) >= limit and text[-1].isascii() and text[-1].isalnum()):
-        return False
-    last = re.search(r"[A-Za-z0-9]+$", text).group(0).casefold()
-    if len(last) == 1 and last.isalpha():  # "…Heart T": a lone letter finishes nothing
-        return True
-    known = " ".join([*_fact_texts(facts), display_title(facts.title), *CTA["en"]])
-    if facts.price is not None:
-        known += " " + format_price(facts.price, facts.currency)
-    return last not in {w.casefold() for w in re.findall(r"[A-Za-z0-9]+", known)}
-
-
-def cta_problem(cta: str, facts: CopyFacts) -> str:
-    """Why the model's call to action can't be a button label, or ""."""
-    lang, limit = facts.language, CHANNELS[facts.channel].cta_limit(facts.language)
-    if not cta:
-        return "empty"
-    if display_width(cta) > limit:
-        return f"too long ({display_width(cta)} > {limit} columns)"
-    if cut_off(cta, limit, facts):
-        return f"cut off mid-word ('{cta}')"
-    if (lang == "zh" and not has_cjk(cta)) or (lang == "en" and mostly_cjk(cta)):
-        return f"in the wrong language ('{cta}')"
-    masked = _mask(cta, facts)
-    found = junk_problems(masked) + banned_problems(masked) + _fact_problems(masked, facts)
-    if found:
-        return f"'{cta}': {found[0]}"
-    first = re.findall(r"[A-Za-z]+", cta)
-    if lang == "en" and (not first or first[0].lower() not in _CTA_VERBS):
-        return f"not an action ('{cta}')"
-    if lang == "zh" and not _CTA_ZH_RE.search(cta):
-        return f"not an action ('{cta}')"
-    return ""
 
 
 def _limit_problems(copy: Copy, facts: CopyFacts) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 from datetime import date
 from decimal import Decimal
 
-from services.copywriting.channels import OPT_OUT, OPT_OUT_FORMS, SMS_MAX_SEGMENTS, sms_segments
+from services.copywriting.channels import OPT_OUT_FORMS, SMS_MAX_SEGMENTS, sms_segments
 from services.copywriting.text import cents, display_width, one_line
 from services.errors import InvalidArgument, excerpt
 
@@ -74,12 +74,6 @@ CHANNELS: dict[str, ChannelSpec] = {
 }
 
 
-# The call to action that stands in for an unusable one, and the template's (one per phrasing
-# family; the checks know their words too).
-DEFAULT_CTA = {"en": "Shop now", "zh": "立即查看"}
-CTA = {"en": ("Shop now", "Take a look", "See it now"), "zh": ("立即查看", "去看看", "马上选购")}
-
-
 def channel_spec(channel: str) -> ChannelSpec:
     try:
         return CHANNELS[channel]
@@ -95,15 +89,6 @@ def check_language(language: str) -> None:
 def has_opt_out(body: str, language: str) -> bool:
     tail = body.rstrip(" .!。！").casefold()
     return any(tail.endswith(form) for form in OPT_OUT_FORMS[language])
-
-
-def add_opt_out(body: str, language: str) -> str:
-    body = body.rstrip()
-    if language == "zh":
-        joiner = "" if not body or body[-1] in "。！？!?." else "，"
-        return f"{body}{joiner}{OPT_OUT['zh']}"
-    joiner = " " if not body or body[-1] in ".!?" else ". "
-    return f"{body}{joiner}{OPT_OUT['en']}".lstrip()
 
 
 def channel_ellipsis(facts: CopyFacts) -> str:

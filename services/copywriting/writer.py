@@ -135,7 +135,7 @@ class CopyWriter:
         """The model's samples for (item, shopper's interests), best first, the failing ones
         last; [] for Chinese (this model cannot write it) or without an engine. Cached by the
         prompt (every input is in it) and the build: channels and families share them."""
-        if facts.language != "en" or self.engine is None:
+        if facts.language != "en" or self.engine is None or not self.settings.model_words:
             return []
         given, prompt = self.hook_prompt(facts)
         key = hook_key(prompt, self.artifacts.build_id)
@@ -255,6 +255,11 @@ class CopyWriter:
         for fam in dict.fromkeys([family, DEFAULT_FAMILY, "story", "offer"]):
             laid = self._lay_out(facts, "", fam, user_id)
             if laid is not None:
-                why = rejected if facts.language == "en" else ("Chinese copy is laid out from the facts alone",)
+                if facts.language != "en":
+                    why = ("Chinese copy is laid out from the facts alone",)
+                elif not self.settings.model_words:
+                    why = ("model words are off (copywriting.model_words)",)
+                else:
+                    why = rejected
                 return CopyOutcome(laid.copy, "template", why or ("no model words passed",), fam, facts.tone, "", laid.sms_segments, laid.email)
         raise RuntimeError(f"no layout fits item {facts.item_id} on {facts.channel}/{facts.language}")
