@@ -30,10 +30,12 @@ def test_serve_config_validates_and_matches_the_app(sample_build):
             deployments[arg._bound_deployment.name] = arg._bound_deployment
             pending.extend(arg._bound_deployment.init_args)
     assert set(deployments) == {d.name for d in application.deployments}
-    # Five deployments on two cores: every replica must reserve a fraction of a CPU.
+    # Six deployments on two cores: every replica must reserve a fraction of a CPU.
     assert sum(d.ray_actor_options["num_cpus"] for d in deployments.values()) <= 1.5
     # Every replica serves the one build published when the app was built.
-    assert all(str(sample_build.path) in map(str, d.init_args) for d in deployments.values() if d.name != "Embedder")
+    # Every deployment but the Embedder and the Feedback owner (its state lives outside builds) serves the build.
+    assert all(str(sample_build.path) in map(str, d.init_args) for d in deployments.values() if d.name not in ("Embedder", "Feedback"))
+    assert deployments["Feedback"]._deployment_config.num_replicas == 1
     assert all(d._deployment_config.max_queued_requests > 0 for d in deployments.values())
 
 

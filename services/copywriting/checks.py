@@ -226,7 +226,7 @@ def _money(value: Decimal | float) -> str:
 def _fact_texts(facts: CopyFacts) -> list[str]:
     promo = facts.promotion
     return [
-        facts.title, facts.category, facts.brand, facts.reason, facts.goes_with, *facts.recent_titles, *facts.interests,
+        facts.title, facts.category, facts.brand, facts.reason, *facts.recent_titles, *facts.interests,
         promo.code, promo.ends, promo.description, percent_text(promo.percent_off), percent_text(promo.amount_off),
         percent_text(promo.threshold_amount), percent_text(promo.threshold_reduction), promo.event, facts.event_name,
     ]
@@ -388,7 +388,7 @@ def mentions_product(text: str, facts: CopyFacts) -> bool:
 def _other_products(facts: CopyFacts) -> list[str]:
     """Names of other products the facts carry: recent purchases, catalogue titles in the reason."""
     in_reason = [m.group(0) for m in UPPER_RUN_RE.finditer(facts.reason) if len(re.findall(r"[A-Za-z]{2,}", m.group(0))) >= 2]
-    return list(dict.fromkeys([*facts.recent_titles, *([facts.goes_with] if facts.goes_with else []), *in_reason]))
+    return list(dict.fromkeys([*facts.recent_titles, *in_reason]))
 
 
 def _about_another_product(body: str, facts: CopyFacts) -> str:

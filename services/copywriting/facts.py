@@ -189,8 +189,6 @@ class CopyFacts:
     interests: tuple[str, ...] = ()
     segment: str = ""
     recent_titles: tuple[str, ...] = ()
-    # What shoppers most often buy with the item (its top basket rule): a cross-sell line.
-    goes_with: str = ""
     reason: str = ""
     channel: str = "push"
     language: str = "en"
@@ -206,7 +204,7 @@ class CopyFacts:
             raise InvalidArgument("price", f"must be 0 or positive, got {self.price}")
         if self.promotion is None:
             object.__setattr__(self, "promotion", Promotion())
-        for name in ("item_id", "title", "currency", "category", "brand", "segment", "goes_with", "reason", "tone", "event_name"):
+        for name in ("item_id", "title", "currency", "category", "brand", "segment", "reason", "tone", "event_name"):
             object.__setattr__(self, name, one_line(str(getattr(self, name) or "")))
         object.__setattr__(self, "currency", self.currency.upper())
         for name in ("interests", "recent_titles"):
