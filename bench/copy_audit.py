@@ -306,7 +306,8 @@ def sms_segments(text: str) -> tuple[int, str]:
 
 
 _OPT_OUT = {
-    "en": re.compile(r"reply\s+stop[\s.!。！)）\]】]*\Z", re.IGNORECASE),
+    # "Reply STOP", and its usual completions ("… to opt out", "… to unsubscribe", "… to end").
+    "en": re.compile(r"(?:reply|text)\s+stop(?:\s+to\s+(?:opt[\s-]?out|unsubscribe|end|stop))?[\s.!。！)）\]】]*\Z", re.IGNORECASE),
     "zh": re.compile(r"(?:回\s*[TtＴｔ]\s*退订|退订\s*回\s*[TtＴｔ])[\s.!。！)）\]】]*\Z"),
 }
 _OPT_OUT_MASK = re.compile(r"回\s*[Tt]\s*退订|退订\s*回\s*[Tt]|reply\s+stop", re.IGNORECASE)

@@ -172,7 +172,8 @@ def with_event_name(facts: CopyFacts, vocabulary: Vocabulary) -> CopyFacts:
 
 def pieces(facts: CopyFacts, hook: str, vocabulary: Vocabulary) -> Pieces:
     zh = facts.language == "zh"
-    name = display_title(facts.title) or ("这款商品" if zh else "this item")
+    # A catalogue title may end in a full stop ("LUNCH BAG BLACK SKULL."): not before ", just".
+    name = display_title(facts.title).rstrip(" .;,") or ("这款商品" if zh else "this item")
     price = _money(facts.price, facts) if facts.price is not None else ""
     full, short, headline = promotion_pieces(facts, vocabulary)
     opener = OPENERS[facts.language].get(facts.tone, "")
