@@ -148,11 +148,11 @@ class CopyWriter:
         facts = self.writer.facts(user_id, item_ids[0], channel, language, promotion, tone, reason, tuple(context))
         return facts, n, bool(tone)
 
-    async def variants(self, request, facts: CopyFacts, n: int, tone_given: bool) -> list[copy_pb2.CopyVariant]:
+    async def variants(self, request, facts: CopyFacts, n: int, tone_given: bool, fresh: bool = False) -> list[copy_pb2.CopyVariant]:
         user_id = request.user_id.strip()
         arms, default = arms_for(facts, tone_given)
         first, held_out = await self.feedback.choose.remote(user_id, facts.segment, facts.channel, arms, default)
-        outcomes = await self.writer.write(facts, order_arms(arms, tuple(first), held_out, n), user_id)
+        outcomes = await self.writer.write(facts, order_arms(arms, tuple(first), held_out, n), user_id, fresh)
         tags = [variant_tag(user_id, facts, o, held_out, self.artifacts.build_id) for o in outcomes]
         ids = [sign_variant(tag, self.secret) for tag in tags]
         await self.feedback.issue_many.remote(list(zip(ids, tags)))
@@ -179,7 +179,7 @@ class CopyWriter:
                 pieces.append(piece)
                 yield copy_pb2.GenerateChunk(text=piece)
             self.writer.hook_cache[hook_key(prompt, self.artifacts.build_id)] = self.writer.judge(["".join(pieces)], facts, given)
-        [variant] = await self.variants(request, facts, 1, tone_given)
+        [variant] = await self.variants(request, facts, 1, tone_given, fresh=True)
         yield copy_pb2.GenerateChunk(final=variant)
 
     def __del__(self):

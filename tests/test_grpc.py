@@ -149,8 +149,8 @@ def test_generate_stream_streams_the_model_words_then_the_checked_variant(live_t
     assert last.HasField("final") and last.final.variant_id and last.final.item_id == item_id
     streamed = "".join(c.text for c in pieces).strip()
     assert pieces and streamed
-    if last.final.model_words:  # the streamed words pass the checks: the variant uses them as streamed
-        assert last.final.model_words == streamed
+    if last.final.model_words:  # the streamed words passed the checks: the variant uses them (maybe shortened)
+        assert " ".join(streamed.split()).startswith(last.final.model_words.rstrip("."))
 
 
 def test_record_feedback_over_grpc(live_tailor, sample_artifacts, best_user):

@@ -215,10 +215,13 @@ class CopyWriter:
             return None
         return laid
 
-    async def write(self, facts: CopyFacts, arms: list[tuple[str, str]], user_id: str = "") -> list[CopyOutcome]:
+    async def write(
+        self, facts: CopyFacts, arms: list[tuple[str, str]], user_id: str = "", fresh: bool = False
+    ) -> list[CopyOutcome]:
         """One checked variant per (family, tone) arm, in order: each with the best of the
         model's passing hooks not used by an earlier variant that fits the layout ("model"),
-        a hook shortened to fit ("repaired"), or no model words ("template")."""
+        a hook shortened to fit ("repaired"), or no model words ("template"). `fresh`: not
+        from the copy cache (a stream's variant must use the words it streamed)."""
         hooks = await self.hooks(facts)
         passing = [h for h in hooks if not h.problems]
         rejected = tuple(f"{h.text!r}: {h.problems[0]}" for h in hooks if h.problems)[:4]
@@ -226,7 +229,7 @@ class CopyWriter:
         used: set[str] = set()
         for index, (family, tone) in enumerate(arms):
             key = self.copy_key(dataclasses.replace(facts, tone=tone), family, index)
-            cached = self.copy_cache.get(key)
+            cached = None if fresh else self.copy_cache.get(key)
             if cached is not None:
                 outcomes.append(cached)
                 used.add(cached.model_words)
