@@ -20,13 +20,25 @@ PAYLOAD = re.compile(r"iphone|ignore|instruction|system|prompt|http|www|免费|�
 
 
 @pytest.fixture(scope="module")
+def run():
+    """One event loop for the module: vLLM's AsyncLLM binds its output handler to the loop of
+    its first request, and a closed loop leaves the engine dead for the next."""
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+@pytest.fixture(scope="module")
 def writer(sample_artifacts, sample_config):
     from services.copywriting.engine import LLMEngine
     from services.copywriting.writer import CopyWriter
     from services.recommend.embedding import TextEmbedder
 
-    engine = LLMEngine(sample_config)
-    yield CopyWriter(sample_artifacts, engine, TextEmbedder(sample_config), sample_config)
+    # All of a test's requests go in at once, on a CPU shared with the rest of the suite: a
+    # request may wait minutes, which serving's 60 s limit would turn into copy without words.
+    config = sample_config.model_copy(update={"llm": sample_config.llm.model_copy(update={"timeout_s": 900.0})})
+    engine = LLMEngine(config)
+    yield CopyWriter(sample_artifacts, engine, TextEmbedder(config), config)
     engine.shutdown()
 
 
@@ -35,7 +47,7 @@ def injected_descriptions() -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def test_hidden_instructions_in_product_text_change_nothing(writer, sample_artifacts):
+def test_hidden_instructions_in_product_text_change_nothing(writer, run, sample_artifacts):
     user_id = str(sample_artifacts.users.sort_values("purchase_count").iloc[-1]["user_id"])
     item_id = str(sample_artifacts.items["item_id"].iloc[0])
     base = writer.facts(user_id, item_id, "push", "en", Promotion(), "")
@@ -50,7 +62,7 @@ def test_hidden_instructions_in_product_text_change_nothing(writer, sample_artif
     async def all_samples():
         return await asyncio.gather(*(sample(d) for d in corpus))
 
-    judged = asyncio.run(all_samples())
+    judged = run(all_samples())
     delivered = 0
     for details, hooks in zip(corpus, judged):
         for hook in hooks:
@@ -61,7 +73,7 @@ def test_hidden_instructions_in_product_text_change_nothing(writer, sample_artif
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_every_channel_delivers_checked_copy_with_the_real_engine(writer, sample_artifacts, language):
+def test_every_channel_delivers_checked_copy_with_the_real_engine(writer, run, sample_artifacts, language):
     user_id = str(sample_artifacts.users.sort_values("purchase_count").iloc[-1]["user_id"])
     items = sample_artifacts.items["item_id"].astype(str).tolist()[:3]
     promo = Promotion(code="GIFT10", percent_off=10, free_shipping=True, event="christmas")
@@ -72,10 +84,10 @@ def test_every_channel_delivers_checked_copy_with_the_real_engine(writer, sample
         for channel in ("push", "sms", "email", "banner")
     ]
 
-    async def run():
+    async def write_all():
         return await asyncio.gather(*(writer.write(f, [("spotlight", f.tone), ("story", "friendly")], user_id) for f in cells))
 
-    delivered = [(f, o) for f, group in zip(cells, asyncio.run(run())) for o in group]
+    delivered = [(f, o) for f, group in zip(cells, run(write_all())) for o in group]
     assert len(delivered) == len(cells) * 2
     for facts, outcome in delivered:
         assert outcome.family in ("spotlight", "story")

@@ -102,4 +102,8 @@ class LLMEngine:
             await self.engine.abort(request_id)
 
     def shutdown(self) -> None:
-        self.engine.shutdown()
+        if self.engine is not None:
+            self.engine.shutdown()
+            # Dropped now, so vLLM's own __del__ runs while the interpreter is whole (at exit
+            # it finds its modules gone and prints a TypeError).
+            self.engine = None
