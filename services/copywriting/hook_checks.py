@@ -124,6 +124,11 @@ def hook_problems(
     `allowed`: texts whose product names may appear (the recommendation's reason);
     `known`: an English vocabulary; two words outside it and the facts read as gibberish."""
     problems = hook_form_problems(hook, details)
+    facts_text = " ".join([title, details, *allowed]).casefold()
+    broken = [w for w in words(hook) if "-" in w and w.casefold() not in facts_text
+              and any(len(part) == 1 for part in w.split("-"))]
+    if broken:  # "your-bestest-l": a word broken off where decoding stopped
+        problems.append(f"free words hold a broken word ('{broken[0]}')")
     if known:
         strange = unknown_words(hook, known, [title, details, *allowed])
         if len(strange) >= 2:
