@@ -38,13 +38,13 @@ def test_the_labelled_set_is_real_and_judged(labelled):
 
 
 def test_what_the_checks_reject_a_reader_rejects_too(measured):
-    # Measured: 0.994 precision, 0.532 recall at the configured sense threshold.
+    # Measured: 0.994 precision, 0.539 recall at the configured sense threshold.
     assert measured["reject_precision"] >= 0.95
     assert measured["reject_recall"] >= 0.45
 
 
 def test_model_words_stay_off_while_what_passes_the_checks_is_not_worth_sending(measured):
     """The shipped default follows the measurement: a reader would send only a few per cent of
-    the sentences the checks let through (0.028 measured), so copy goes out without them."""
+    the sentences the checks let through (0.029 measured), so copy goes out without them."""
     if measured["send_precision"] < 0.9:
         assert TailorConfig().copywriting.model_words is False
