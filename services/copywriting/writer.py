@@ -128,7 +128,11 @@ class CopyWriter:
     # --- the model's free words -----------------------------------------------------------
 
     def hook_prompt(self, facts: CopyFacts) -> tuple[HookInput, str]:
-        given = hook_input(facts, self.details(facts.item_id))
+        # The catalog's free-text description stays out of the prompt: instructions hidden in it
+        # (a marketplace seller's "ignore the above…") then change nothing, and the title and
+        # category say what the product is. (Seen: "bestseller" in an injected description
+        # came back as "the bestie's old favorites".)
+        given = hook_input(facts)
         return given, hook_prompt(given)
 
     async def hooks(self, facts: CopyFacts) -> list[Hook]:
