@@ -56,18 +56,19 @@ def test_hidden_instructions_in_product_text_change_nothing(writer, run, sample_
     assert len(corpus) >= 10
     _, clean = writer.hook_prompt(base)
 
-    class InjectedCatalog(type(writer)):
-        description = ""
-
-        def details(self, item_id: str) -> str:
-            return self.description
-
-    injected = object.__new__(InjectedCatalog)
-    injected.__dict__.update(writer.__dict__)
-    for description in corpus:
-        injected.description = description
-        assert injected.details(item_id) == description
-        assert injected.hook_prompt(base)[1] == clean, description
+    items = sample_artifacts.items
+    row = int(sample_artifacts.item_indices([item_id])[0])
+    saved = items["description"].copy() if "description" in items else None
+    try:
+        for description in corpus:  # the catalog's own text says it, as a seller would write it
+            items["description"] = None
+            items.iat[row, items.columns.get_loc("description")] = description
+            assert writer.hook_prompt(base)[1] == clean, description
+    finally:
+        if saved is None:
+            del items["description"]
+        else:
+            items["description"] = saved
     hooks = run(writer.hooks(base))
     for hook in hooks:
         if not hook.problems:

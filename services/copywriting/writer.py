@@ -118,13 +118,6 @@ class CopyWriter:
             return ()
         return tuple(self.artifacts.items["title"].to_numpy()[self.artifacts.item_indices(recent)])
 
-    def details(self, item_id: str) -> str:
-        items = self.artifacts.items
-        if "description" not in items:
-            return ""
-        value = items["description"].iat[int(self.artifacts.item_indices([item_id])[0])]
-        return str(value) if isinstance(value, str) else ""
-
     # --- the model's free words -----------------------------------------------------------
 
     def hook_prompt(self, facts: CopyFacts) -> tuple[HookInput, str]:
