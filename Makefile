@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 PROTOS := $(wildcard protos/tailor/v1/*.proto)
 
-.PHONY: setup protos models browser build demo serve test clean
+.PHONY: setup protos models browser kubectl build demo serve test clean
 
 setup: $(STAMPS)/install $(STAMPS)/models
 
@@ -70,7 +70,17 @@ $(STAMPS)/browser:
 
 browser: $(STAMPS)/browser
 
-test: setup $(STAMPS)/browser
+# kubectl, from Debian's packages, for the tests that render k8s/'s overlays (`kubectl kustomize`, offline).
+$(STAMPS)/kubectl:
+	@mkdir -p $(STAMPS)
+	command -v kubectl >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q kubectl; }
+	touch $@
+
+kubectl: $(STAMPS)/kubectl
+
+test: setup $(STAMPS)/browser $(STAMPS)/kubectl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
