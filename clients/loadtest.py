@@ -1,0 +1,799 @@
+"""Open-loop gRPC load for Tailor: request i starts at t0 + its slot in the schedule whether or
+not earlier ones have answered, so a slow server shows up as latency and errors, never as a
+lower offered rate (a closed loop that waits for answers hides exactly the overload it should
+measure).
+
+Library:
+    result = load("127.0.0.1:9000", "Recommend", requests, [(100, 60)])      # or await run_load(...)
+    print(result.summary()); result.to_json()
+
+Commands (registered in clients/cli.py):
+    tailor loadtest --rpc Recommend --rate 100 --duration 60 --requests FILE --json OUT
+    tailor loadtest --rpc Recommend --ramp "20:30,100:30,20:30" --requests FILE
+    tailor loadtest-requests --rpc Recommend --n 5000 --out FILE
+
+Latency counts from each request's scheduled start, so time a request waits inside the
+generator (a busy event loop, a burst after a stall) is latency too; a start more than LATE_S
+behind its slot is counted as late, so a generator that cannot keep up says so.
+
+grpc, numpy and protobuf are imported inside the functions that use them: `tailor` imports this
+module for its command list, and every other command should not pay for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import signal
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+if TYPE_CHECKING:
+    import numpy as np
+    from google.protobuf.message import Message
+
+# A start this far behind its slot is late: well above the event loop's timer jitter (~1 ms),
+# well below any latency worth measuring.
+LATE_S = 0.010
+PROGRESS_EVERY_S = 0.5
+EXCERPT_CHARS = 60
+DETAIL_CHARS = 160
+TARGET = "127.0.0.1:9000"
+APPLICATION = "tailor"
+# Recommend request mix: which filter each request carries (weights sum to 1).
+FILTER_MIX = {"none": 0.4, "category": 0.2, "max_price": 0.2, "exclude_purchased": 0.2}
+K_RANGE = (5, 50)
+
+Schedule = Sequence[tuple[float, float]]  # (requests per second, seconds) segments, in order
+
+
+class LoadTestError(Exception):
+    """A setup problem, said in one line: unknown RPC, bad requests file or ramp, nothing listening."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract's RPCs, read off the generated descriptors
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str  # full name, e.g. tailor.v1.MarketingService
+    method: str  # e.g. Recommend
+    request_type: type
+    response_type: type
+    server_streaming: bool
+    client_streaming: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}/{self.method}"
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method}"
+
+
+def contract_rpcs() -> list[Rpc]:
+    """Every RPC of every service in tailor.v1 (each *_pb2 module there, so a new proto file or
+    RPC needs no code here) and the standard grpc.health.v1 Health service."""
+    import importlib
+    import pkgutil
+
+    from google.protobuf.message_factory import GetMessageClass
+    from grpc_health.v1 import health_pb2
+
+    import tailor.v1
+
+    modules = [
+        importlib.import_module(f"tailor.v1.{module.name}")
+        for module in pkgutil.iter_modules(tailor.v1.__path__)
+        if module.name.endswith("_pb2")
+    ]
+    rpcs = []
+    for module in [*modules, health_pb2]:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                rpcs.append(
+                    Rpc(
+                        service.full_name,
+                        method.name,
+                        GetMessageClass(method.input_type),
+                        GetMessageClass(method.output_type),
+                        method.server_streaming,
+                        method.client_streaming,
+                    )
+                )
+    return rpcs
+
+
+def find_rpc(name: str) -> Rpc:
+    """The RPC called `name`: "Recommend", "MarketingService/Recommend", "Health.Check" or the full
+    "tailor.v1.MarketingService/Recommend" (any case); a method name two services share must be
+    qualified."""
+    wanted = name.strip().lstrip("/").replace(".", "/").lower()
+    rpcs = contract_rpcs()
+    matches = []
+    for rpc in rpcs:
+        short_service = rpc.service.rsplit(".", 1)[-1]
+        spellings = {rpc.method, f"{short_service}/{rpc.method}", f"{rpc.service.replace('.', '/')}/{rpc.method}"}
+        if wanted in {spelling.lower() for spelling in spellings}:
+            matches.append(rpc)
+    if not matches:
+        known = ", ".join(sorted({rpc.method for rpc in rpcs}))
+        raise LoadTestError(f"no RPC {name!r} in the contract; known: {known}")
+    if len(matches) > 1:
+        raise LoadTestError(f"{name!r} is ambiguous: say one of {', '.join(rpc.name for rpc in matches)}")
+    if matches[0].client_streaming:
+        raise LoadTestError(f"{matches[0].name} streams requests from the client; only unary and server-streaming RPCs are supported")
+    return matches[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests and schedules
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    text = text.strip()
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}…"
+
+
+def short_text(text: str) -> str:
+    """The first line, cut to DETAIL_CHARS: protobuf's ParseError goes on to list every field of
+    the message, and a server's details can be long."""
+    lines = text.strip().splitlines()
+    first_line = lines[0] if lines else ""
+    return first_line if len(first_line) <= DETAIL_CHARS else first_line[:DETAIL_CHARS] + "…"
+
+
+def read_requests(path: Path, rpc: Rpc) -> list["Message"]:
+    """The request messages of a JSON Lines file: one protobuf-JSON object per line (blank lines
+    skipped). A bad line raises LoadTestError naming the file, the line and the problem."""
+    from google.protobuf.json_format import ParseDict, ParseError
+
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LoadTestError(f"{path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise LoadTestError(f"{path}: not UTF-8 text") from None
+    requests = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise LoadTestError(f"{path} line {number}: not JSON ({error.msg} at column {error.colno}): {excerpt(line)}") from None
+        if not isinstance(value, dict):
+            raise LoadTestError(f"{path} line {number}: a JSON object is expected, not {type(value).__name__}: {excerpt(line)}")
+        try:
+            requests.append(ParseDict(value, rpc.request_type()))
+        except (ParseError, ValueError, TypeError) as error:
+            raise LoadTestError(
+                f"{path} line {number}: not a {rpc.request_type.DESCRIPTOR.name}: {short_text(str(error)) or type(error).__name__}: {excerpt(line)}"
+            ) from None
+    if not requests:
+        raise LoadTestError(f"{path}: no requests (one JSON object per line)")
+    return requests
+
+
+def write_requests(path: Path, requests: Sequence[dict]) -> None:
+    Path(path).write_text("".join(json.dumps(request, ensure_ascii=False) + "\n" for request in requests), encoding="utf-8")
+
+
+def parse_ramp(text: str) -> list[tuple[float, float]]:
+    """ "20:30,100:30,20:30" → [(20, 30), (100, 30), (20, 30)]: rate (requests/s) : seconds."""
+    schedule = []
+    for part in text.split(","):
+        rate, sep, seconds = part.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            schedule.append((float(rate), float(seconds)))
+        except ValueError:
+            raise LoadTestError(f"--ramp segment {part.strip()!r} is not RATE:SECONDS (e.g. \"20:30,100:30,20:30\")") from None
+    check_schedule(schedule)
+    return schedule
+
+
+def check_schedule(schedule: Schedule) -> None:
+    if not schedule:
+        raise LoadTestError("the schedule is empty: give a rate and a duration")
+    for rate, seconds in schedule:
+        if not (math.isfinite(rate) and rate >= 0):
+            raise LoadTestError(f"rate {rate} is not a number of requests per second ≥ 0")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise LoadTestError(f"duration {seconds} is not a number of seconds > 0")
+    if not start_offsets(schedule):
+        raise LoadTestError("the schedule starts no request (rate × seconds < 1)")
+
+
+def start_offsets(schedule: Schedule) -> list[float]:
+    """Each request's start, in seconds after t0: evenly spaced within each segment."""
+    offsets: list[float] = []
+    segment_start = 0.0
+    for rate, seconds in schedule:
+        count = round(rate * seconds)
+        offsets.extend(segment_start + j / rate for j in range(count))
+        segment_start += seconds
+    return offsets
+
+
+# ---------------------------------------------------------------------------------------------
+# Request lists from a published build
+
+
+def recommend_requests(artifacts, n: int, seed: int = 0, skip_copy: bool = True) -> list[dict]:
+    """n RecommendRequests (protobuf JSON) over the build's shoppers: each shopper in turn (one
+    seeded shuffle, cycled), k from 5 to 50, and a filter mix: none, one category, a price cap,
+    or exclude_purchased. ItemFilter has no lower price bound, so the price "range" is 0..max_price,
+    the cap drawn between the catalogue's 25th and 90th price percentiles so lists stay full."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    user_ids = artifacts.users["user_id"].astype(str).to_numpy()
+    if not len(user_ids):
+        raise LoadTestError("the build has no shoppers")
+    user_ids = user_ids[rng.permutation(len(user_ids))]
+    items = artifacts.items
+    # One draw per item, so a category comes up as often as it has items.
+    categories = items["category"].fillna("").astype(str).str.strip()
+    categories = categories[categories != ""].to_numpy()
+    prices = items["price"].to_numpy(dtype=float)
+    prices = prices[np.isfinite(prices) & (prices > 0)]
+    kinds = [kind for kind in FILTER_MIX if (kind != "category" or len(categories)) and (kind != "max_price" or len(prices))]
+    weights = np.array([FILTER_MIX[kind] for kind in kinds])
+    price_low, price_high = np.percentile(prices, [25, 90]) if len(prices) else (0.0, 0.0)
+
+    requests = []
+    for i in range(n):
+        request: dict[str, Any] = {"user_id": str(user_ids[i % len(user_ids)]), "k": int(rng.integers(K_RANGE[0], K_RANGE[1] + 1))}
+        if skip_copy:
+            request["skip_copy"] = True
+        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+        if kind == "category":
+            request["filter"] = {"categories": [str(categories[rng.integers(len(categories))])]}
+        elif kind == "max_price":
+            request["filter"] = {"max_price": round(float(rng.uniform(price_low, price_high)), 2)}
+        elif kind == "exclude_purchased":
+            request["exclude_purchased"] = True
+        requests.append(request)
+    return requests
+
+
+def embed_requests(artifacts, texts_per_request: int, n: int, seed: int = 0) -> list[dict]:
+    """n EmbedRequests of texts_per_request product titles each, titles in a seeded shuffle, cycled."""
+    import numpy as np
+
+    titles = artifacts.items["title"].fillna("").astype(str).str.strip()
+    titles = titles[titles != ""].to_numpy()
+    if not len(titles):
+        raise LoadTestError("the build's catalogue has no titles")
+    titles = titles[np.random.default_rng(seed).permutation(len(titles))]
+    return [
+        {"texts": [str(titles[(i * texts_per_request + j) % len(titles)]) for j in range(texts_per_request)]}
+        for i in range(n)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The result
+
+
+@dataclass
+class Percentiles:
+    """Milliseconds; None when there was nothing to measure."""
+
+    count: int
+    mean: Optional[float] = None
+    p50: Optional[float] = None
+    p90: Optional[float] = None
+    p99: Optional[float] = None
+    p999: Optional[float] = None
+    max: Optional[float] = None
+
+    @classmethod
+    def of(cls, seconds: "np.ndarray") -> "Percentiles":
+        import numpy as np
+
+        if not len(seconds):
+            return cls(0)
+        ms = seconds * 1000.0
+        # "higher": every percentile is a latency some request really had.
+        p50, p90, p99, p999 = np.percentile(ms, [50, 90, 99, 99.9], method="higher")
+        return cls(len(ms), *(round(float(value), 3) for value in (ms.mean(), p50, p90, p99, p999, ms.max())))
+
+    def line(self) -> str:
+        if not self.count:
+            return "none"
+        return f"p50 {self.p50:.1f}  p90 {self.p90:.1f}  p99 {self.p99:.1f}  p99.9 {self.p999:.1f}  max {self.max:.1f}"
+
+
+@dataclass
+class Second:
+    """One second of the run: starts by when they were sent, answers by when they came back."""
+
+    t: int  # seconds after t0
+    sent: int
+    ok: int
+    errors: int
+    errors_by_code: dict[str, int]
+    p99_ms: Optional[float]  # of the OK answers that came back in this second
+
+
+@dataclass
+class LoadResult:
+    target: str
+    rpc: str
+    application: str
+    timeout_s: float
+    schedule: list[tuple[float, float]]
+    distinct_requests: int
+    channels: int
+    started_at: str  # ISO-8601 UTC
+    duration_s: float  # the schedule's length (or until stopped)
+    elapsed_s: float  # t0 to the last answer
+    stopped_early: bool
+    scheduled: int
+    sent: int
+    answered: int
+    ok: int
+    offered_rps: float  # sent / duration_s
+    achieved_rps: float  # OK answers / (t0 to the last OK answer, at least duration_s)
+    codes: dict[str, int]  # every status code seen, OK included
+    error_details: dict[str, str]  # the first details each error code came with
+    latency_ms: Percentiles  # OK answers, from the scheduled start
+    latency_all_ms: Percentiles  # every answer, errors too (a deadline one ≈ timeout)
+    first_chunk_ms: Optional[Percentiles]  # server-streaming RPCs: scheduled start to the first chunk
+    late: int  # starts more than late_threshold_ms behind their slot
+    late_threshold_ms: float
+    max_start_lag_ms: float
+    max_in_flight: int
+    generator_cpu_s: float  # this process's CPU time over the run (grpc's threads included)
+    generator_cpu_us_per_request: float
+    timeline: list[Second] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, path: Optional[Path] = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def summary(self) -> str:
+        segments = ", ".join(f"{rate:g}/s for {seconds:g} s" for rate, seconds in self.schedule)
+        codes = ", ".join(f"{code} {count}" for code, count in sorted(self.codes.items(), key=lambda item: -item[1])) or "none"
+        lines = [
+            f"{self.rpc} at {self.target} (application {self.application}): {segments}, deadline {self.timeout_s:g} s"
+            + (" (stopped early)" if self.stopped_early else ""),
+            f"sent {self.sent} of {self.scheduled} (offered {self.offered_rps:.1f}/s), "
+            f"OK {self.ok} (achieved {self.achieved_rps:.1f}/s), most in flight {self.max_in_flight}",
+            f"latency of OK answers, ms: {self.latency_ms.line()}",
+            f"latency of all answers, ms: {self.latency_all_ms.line()}",
+        ]
+        if self.first_chunk_ms is not None:
+            lines.append(f"first chunk, ms: {self.first_chunk_ms.line()}")
+        lines.append(f"codes: {codes}")
+        lines += [f"  {code}: {detail}" for code, detail in self.error_details.items()]
+        lines.append(
+            f"late starts (> {self.late_threshold_ms:g} ms behind schedule): {self.late}, max start lag {self.max_start_lag_ms:.1f} ms; "
+            f"generator CPU {self.generator_cpu_s:.2f} s ({self.generator_cpu_us_per_request:.0f} µs/request)"
+        )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class OpenLoopRun:
+    """One run's state. Per request the hot path stores a few floats and a code in preallocated
+    lists; everything else (percentiles, timeline) is computed once at the end."""
+
+    def __init__(self, calls: list, payloads: list[bytes], offsets: list[float], timeout_s: float, metadata, streaming: bool):
+        import grpc
+
+        self.rpc_error = grpc.aio.AioRpcError
+        self.calls = calls
+        self.payloads = payloads
+        self.offsets = offsets
+        self.timeout_s = timeout_s
+        self.metadata = metadata
+        self.streaming = streaming
+        n = len(offsets)
+        self.starts: list[float] = []
+        self.sent_at = [math.nan] * n
+        self.done_at = [math.nan] * n
+        self.first_chunk_at = [math.nan] * n
+        self.codes: list[Optional[str]] = [None] * n
+        self.tasks: list[Optional[asyncio.Task]] = [None] * n
+        self.finished: list[int] = []  # request numbers in the order they finished
+        self.counts: Counter[str] = Counter()
+        self.details: dict[str, str] = {}
+        self.sent = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.late = 0
+        self.t0 = 0.0
+
+    async def send_all(self, stop: Optional[asyncio.Event]) -> None:
+        """Start request i at starts[i]: sleep to the next slot, then start every request that is
+        due (a burst when behind), never waiting for an answer."""
+        loop = asyncio.get_running_loop()
+        self.t0 = time.monotonic() + 0.05  # a little lead, so the first slots are not already late
+        self.starts = starts = [self.t0 + offset for offset in self.offsets]
+        call_one = self.stream_one if self.streaming else self.unary_one
+        n = len(starts)
+        i = 0
+        while i < n:
+            if stop is not None and stop.is_set():
+                break
+            now = time.monotonic()
+            if starts[i] > now:
+                await asyncio.sleep(starts[i] - now)
+                now = time.monotonic()
+            while i < n and starts[i] <= now:
+                if now - starts[i] > LATE_S:
+                    self.late += 1
+                self.sent_at[i] = now
+                self.tasks[i] = loop.create_task(call_one(i))
+                i += 1
+                self.in_flight += 1
+            self.sent = i
+            if self.in_flight > self.max_in_flight:
+                self.max_in_flight = self.in_flight
+
+    async def unary_one(self, i: int) -> None:
+        try:
+            await self.calls[i % len(self.calls)](self.payloads[i % len(self.payloads)], timeout=self.timeout_s, metadata=self.metadata)
+            code = "OK"
+        except Exception as error:
+            code = self.failure_code(error)
+        self.finish(i, code)
+
+    async def stream_one(self, i: int) -> None:
+        first = True
+        try:
+            async for _ in self.calls[i % len(self.calls)](self.payloads[i % len(self.payloads)], timeout=self.timeout_s, metadata=self.metadata):
+                if first:
+                    self.first_chunk_at[i] = time.monotonic()
+                    first = False
+            code = "OK"
+        except Exception as error:
+            code = self.failure_code(error)
+        self.finish(i, code)
+
+    def failure_code(self, error: Exception) -> str:
+        """The status code's name, keeping the first details each code came with. A client-side
+        failure is counted as CLIENT_<exception>, so the run still reports."""
+        if isinstance(error, self.rpc_error):
+            code, details = error.code().name, error.details() or ""
+        else:
+            code, details = f"CLIENT_{type(error).__name__}", str(error)
+        if code not in self.details:
+            self.details[code] = short_text(details)
+        return code
+
+    def finish(self, i: int, code: str) -> None:
+        self.done_at[i] = time.monotonic()
+        self.codes[i] = code
+        self.counts[code] += 1
+        self.finished.append(i)
+        self.tasks[i] = None
+        self.in_flight -= 1
+
+    async def drain(self) -> None:
+        """Wait for the calls still in flight (each ends by its deadline)."""
+        pending = [task for task in self.tasks if task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def progress_line(self, window_start: int, duration_s: float) -> Text:
+        import numpy as np
+
+        elapsed = max(0.0, time.monotonic() - self.t0)
+        recent = [i for i in self.finished[window_start:] if self.codes[i] == "OK"]
+        p99 = "—"
+        if recent:
+            latency = np.array([self.done_at[i] for i in recent]) - np.array([self.starts[i] for i in recent])
+            p99 = f"{np.percentile(latency, 99) * 1000:.0f} ms"
+        text = Text(f"{elapsed:5.1f}/{duration_s:g} s  sent {self.sent}  ok {self.counts['OK']}  ")
+        for code, count in sorted(self.counts.items()):
+            if code != "OK":
+                text.append(f"{code} {count}  ", style="red")
+        text.append(f"in flight {self.in_flight}  p99 {p99}")
+        if self.late:
+            text.append(f"  late {self.late}", style="yellow")
+        return text
+
+    async def show_progress(self, console: Console, duration_s: float) -> None:
+        from rich.live import Live
+
+        # p99 over the answers of about the last second (two ticks).
+        marks = [0, 0]
+        with Live(Text(""), console=console, auto_refresh=False, transient=False) as live:
+            try:
+                while True:
+                    await asyncio.sleep(PROGRESS_EVERY_S)
+                    marks = [marks[1], len(self.finished)]
+                    live.update(self.progress_line(marks[0], duration_s), refresh=True)
+            except asyncio.CancelledError:
+                live.update(self.progress_line(marks[0], duration_s), refresh=True)
+                raise
+
+    def result(self, settings: dict, schedule: Schedule, duration_s: float, cpu_s: float, stopped_early: bool) -> LoadResult:
+        import numpy as np
+
+        n = self.sent
+        starts = np.array(self.starts[:n])
+        sent_at = np.array(self.sent_at[:n])
+        done_at = np.array(self.done_at[:n])
+        codes = np.array([code or "" for code in self.codes[:n]], dtype=object)
+        answered = ~np.isnan(done_at)
+        ok = codes == "OK"
+        latency = done_at - starts
+        lag = sent_at - starts
+        last_answer = float(np.nanmax(done_at)) if answered.any() else self.t0
+        last_ok = float(done_at[ok].max()) if ok.any() else self.t0
+        first_chunk = None
+        if self.streaming:
+            chunk_latency = np.array(self.first_chunk_at[:n]) - starts
+            first_chunk = Percentiles.of(chunk_latency[ok & ~np.isnan(chunk_latency)])
+        ok_count = int(ok.sum())
+        return LoadResult(
+            **settings,
+            schedule=[(float(rate), float(seconds)) for rate, seconds in schedule],
+            duration_s=round(duration_s, 3),
+            elapsed_s=round(last_answer - self.t0, 3),
+            stopped_early=stopped_early,
+            scheduled=len(self.offsets),
+            sent=n,
+            answered=int(answered.sum()),
+            ok=ok_count,
+            offered_rps=round(n / duration_s, 3),
+            achieved_rps=round(ok_count / max(duration_s, last_ok - self.t0), 3),
+            codes=dict(sorted(self.counts.items())),
+            error_details=dict(sorted(self.details.items())),
+            latency_ms=Percentiles.of(latency[ok]),
+            latency_all_ms=Percentiles.of(latency[answered]),
+            first_chunk_ms=first_chunk,
+            late=self.late,
+            late_threshold_ms=LATE_S * 1000,
+            max_start_lag_ms=round(float(lag.max()) * 1000, 3) if n else 0.0,
+            max_in_flight=self.max_in_flight,
+            generator_cpu_s=round(cpu_s, 3),
+            generator_cpu_us_per_request=round(cpu_s / n * 1e6, 1) if n else 0.0,
+            timeline=self.timeline(sent_at - self.t0, done_at - self.t0, codes, latency, ok),
+        )
+
+    @staticmethod
+    def timeline(sent: "np.ndarray", done: "np.ndarray", codes: "np.ndarray", latency: "np.ndarray", ok: "np.ndarray") -> list[Second]:
+        import numpy as np
+
+        answered = ~np.isnan(done)
+        seconds = int(max(np.nanmax(sent, initial=0.0), np.nanmax(done, initial=0.0))) + 1
+        sent_per_second = np.bincount(np.floor(sent).astype(int).clip(0), minlength=seconds)
+        done_second = np.where(answered, np.floor(np.nan_to_num(done)), -1).astype(int)
+        rows = []
+        for t in range(seconds):
+            in_second = done_second == t
+            ok_here = in_second & ok
+            errors = Counter(codes[in_second & ~ok])
+            rows.append(
+                Second(
+                    t=t,
+                    sent=int(sent_per_second[t]),
+                    ok=int(ok_here.sum()),
+                    errors=sum(errors.values()),
+                    errors_by_code=dict(sorted(errors.items())),
+                    p99_ms=round(float(np.percentile(latency[ok_here], 99, method="higher")) * 1000, 3) if ok_here.any() else None,
+                )
+            )
+        return rows
+
+
+async def run_load(
+    target: str,
+    rpc: Union[str, Rpc],
+    requests: Sequence[Union["Message", dict]],
+    schedule: Schedule,
+    application: str = APPLICATION,
+    timeout_s: float = 5.0,
+    progress: Union[bool, Console] = False,
+    channels: int = 1,
+    stop: Optional[asyncio.Event] = None,
+    connect_timeout_s: float = 10.0,
+) -> LoadResult:
+    """Offer `rpc` at `target` open-loop on `schedule` ([(rate, seconds), ...]), requests used
+    round-robin (messages of the RPC's request type, or their protobuf-JSON dicts; none: one
+    default request). Every call carries the `application` metadata (the Ray proxy routes on
+    it) and a deadline of timeout_s. progress: a live line on stderr (or on the Console given).
+    Setting `stop` ends the schedule early; calls in flight still finish and are counted."""
+    import grpc
+    import numpy  # noqa: F401  imported now: a first import mid-run (progress line) stalls the schedule
+    import rich.live  # noqa: F401
+    from google.protobuf.json_format import ParseDict
+
+    rpc = rpc if isinstance(rpc, Rpc) else find_rpc(rpc)
+    check_schedule(schedule)
+    if timeout_s <= 0:
+        raise LoadTestError(f"timeout {timeout_s} is not a number of seconds > 0")
+    messages = [ParseDict(request, rpc.request_type()) if isinstance(request, dict) else request for request in requests]
+    for message in messages:
+        if not isinstance(message, rpc.request_type):
+            raise LoadTestError(f"{rpc.name} takes {rpc.request_type.DESCRIPTOR.full_name}, not {type(message).__name__}")
+    # Serialised once: the calls below send bytes as they are, and hand back the answers'
+    # bytes undecoded, so neither costs Python time per request.
+    payloads = [message.SerializeToString() for message in messages] or [rpc.request_type().SerializeToString()]
+    metadata = grpc.aio.Metadata(("application", application))
+    # Channels to one target share one connection unless each has its own subchannel pool.
+    options = [("grpc.use_local_subchannel_pool", 1)] if channels > 1 else []
+    opened = [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, channels))]
+    try:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(channel.channel_ready() for channel in opened)), connect_timeout_s)
+        except asyncio.TimeoutError:
+            raise LoadTestError(f"nothing answers at {target} (waited {connect_timeout_s:g} s)") from None
+        if rpc.server_streaming:
+            calls = [channel.unary_stream(rpc.path, _registered_method=True) for channel in opened]
+        else:
+            calls = [channel.unary_unary(rpc.path, _registered_method=True) for channel in opened]
+        run = OpenLoopRun(calls, payloads, start_offsets(schedule), timeout_s, metadata, rpc.server_streaming)
+        schedule_s = sum(seconds for _, seconds in schedule)
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        console = progress if isinstance(progress, Console) else Console(stderr=True) if progress else None
+        progress_task = asyncio.get_running_loop().create_task(run.show_progress(console, schedule_s)) if console else None
+        cpu_before = time.process_time()
+        # What is alive now (modules, the caller's data: ~40k objects after the imports) is kept
+        # out of the cycle collector's full passes, which would otherwise stall the schedule for
+        # tens of ms every few thousand requests.
+        gc.freeze()
+        try:
+            await run.send_all(stop)
+            stopped_early = run.sent < len(run.offsets)
+            duration_s = time.monotonic() - run.t0 if stopped_early else schedule_s
+            await run.drain()
+        finally:
+            gc.unfreeze()
+            if progress_task is not None:
+                progress_task.cancel()
+                await asyncio.gather(progress_task, return_exceptions=True)
+        cpu_s = time.process_time() - cpu_before
+    finally:
+        await asyncio.gather(*(channel.close() for channel in opened))
+    settings = dict(
+        target=target,
+        rpc=rpc.name,
+        application=application,
+        timeout_s=timeout_s,
+        distinct_requests=len(payloads),
+        channels=len(opened),
+        started_at=started_at,
+    )
+    return run.result(settings, schedule, max(duration_s, 1e-9), cpu_s, stopped_early)
+
+
+def load(
+    target: str,
+    rpc: Union[str, Rpc],
+    requests: Sequence[Union["Message", dict]],
+    schedule: Schedule,
+    application: str = APPLICATION,
+    timeout_s: float = 5.0,
+    progress: Union[bool, Console] = False,
+    channels: int = 1,
+) -> LoadResult:
+    """run_load on a fresh event loop (not from inside a running one)."""
+    return asyncio.run(run_load(target, rpc, requests, schedule, application, timeout_s, progress, channels))
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands (registered in clients/cli.py)
+
+err = Console(stderr=True)
+console = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def loadtest_command(
+    rpc: str = typer.Option(..., "--rpc", help="RPC to call, e.g. Recommend, Embed, GenerateStream, Check (or Service/Method)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Requests started per second (open loop: never waits for answers)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds at --rate."),
+    ramp: Optional[str] = typer.Option(None, "--ramp", help='Rate steps instead of --rate/--duration: "20:30,100:30,20:30" (rate:seconds, ...).'),
+    requests_file: Optional[Path] = typer.Option(None, "--requests", help="JSON Lines, one request per line in protobuf JSON, used round-robin (default: one empty request)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the whole result (settings, percentiles, codes, per-second timeline) here."),
+    target: str = typer.Option(TARGET, "--target", help="host:port of the gRPC proxy."),
+    application: str = typer.Option(APPLICATION, "--application", help="The `application` metadata the Ray proxy routes on."),
+    timeout: float = typer.Option(5.0, "--timeout", help="Deadline of each call, seconds."),
+    channels: int = typer.Option(1, "--channels", help="gRPC channels (connections), used round-robin."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress line."),
+) -> None:
+    """Offer one RPC at a fixed rate (or a ramp) open-loop and report latency, codes and throughput."""
+    if ramp is not None and (rate is not None or duration is not None):
+        fail("give either --ramp or --rate with --duration, not both")
+    if ramp is None and (rate is None or duration is None):
+        fail("give --rate and --duration (or --ramp)")
+    if channels < 1:
+        fail("--channels must be at least 1")
+    try:
+        schedule = parse_ramp(ramp) if ramp is not None else [(rate, duration)]
+        check_schedule(schedule)
+        found = find_rpc(rpc)
+        requests = read_requests(requests_file, found) if requests_file is not None else []
+    except LoadTestError as error:
+        fail(str(error))
+
+    async def run_until_done_or_interrupted() -> LoadResult:
+        # Ctrl-C ends the schedule early but keeps what was measured.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+            pass
+        try:
+            return await run_load(target, found, requests, schedule, application, timeout, progress=not quiet and err, channels=channels, stop=stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        result = asyncio.run(run_until_done_or_interrupted())
+    except LoadTestError as error:
+        fail(str(error), 1)
+    console.print(result.summary(), highlight=False, soft_wrap=True)
+    if json_out is not None:
+        result.to_json(json_out)
+        console.print(f"Result written to {json_out}")
+
+
+def loadtest_requests_command(
+    out: Path = typer.Option(..., "--out", help="JSON Lines file to write, for `tailor loadtest --requests`."),
+    rpc: str = typer.Option("Recommend", "--rpc", help="Recommend or Embed."),
+    n: int = typer.Option(5000, "--n", help="Number of requests."),
+    texts: int = typer.Option(8, "--texts", help="Embed: product titles per request (e.g. 1, 8, 64)."),
+    with_copy: bool = typer.Option(False, "--with-copy", help="Recommend: ask for copy too (default skip_copy, products only)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffles and draws."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifacts folder holding the published build (default: config artifacts_dir)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML configuration file (default: $TAILOR_CONFIG, else built-in defaults)."),
+) -> None:
+    """Write a mixed request file from the published build's shoppers and catalogue."""
+    from services.artifacts import Artifacts
+    from services.config import load_config
+    from services.errors import TailorError
+
+    if n < 1 or texts < 1:
+        fail("--n and --texts must be at least 1")
+    try:
+        found = find_rpc(rpc)
+    except LoadTestError as error:
+        fail(str(error))
+    if found.method not in ("Recommend", "Embed"):
+        fail(f"request files can be made for Recommend and Embed, not {found.method}")
+    try:
+        settings = load_config(config, artifacts_dir=artifacts.resolve() if artifacts else None)
+        build = Artifacts.open(settings.artifacts_dir, settings.index)
+        if found.method == "Recommend":
+            requests = recommend_requests(build, n, seed, skip_copy=not with_copy)
+        else:
+            requests = embed_requests(build, texts, n, seed)
+    except (TailorError, LoadTestError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    write_requests(out, requests)
+    console.print(f"{len(requests)} {found.method} requests from build {build.build_id} written to {out}")
