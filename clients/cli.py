@@ -26,6 +26,19 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+
+def _register_command_groups() -> None:
+    """Commands that live in modules of their own (imported lazily inside, so --help stays fast)."""
+    from clients.kube import kube_app
+    from clients.loadtest import loadtest_command, loadtest_requests_command
+
+    app.add_typer(kube_app, name="k8s")
+    app.command("loadtest")(loadtest_command)
+    app.command("loadtest-requests")(loadtest_requests_command)
+
+
+_register_command_groups()
+
 ConfigOption = typer.Option(None, "--config", help="YAML configuration file (default: $TAILOR_CONFIG, else built-in defaults).")
 ArtifactsOption = typer.Option(None, "--artifacts", help="Artifacts folder holding the published build (default: config artifacts_dir).")
 
@@ -98,22 +111,73 @@ def build(
     data: Optional[Path] = typer.Option(None, "--data", help="Shop data: a UCI Online Retail CSV or folder, an Amazon reviews 2018 folder, or a folder with items.* and events.* (csv/jsonl/parquet)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Artifacts folder; the build is published there as `current`."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the published build came from the same data and settings."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Leave the build under builds/ for `tailor publish` (the first build is published anyway)."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Build and publish artifacts: clean data → item embeddings → FAISS index → user profiles."""
+    """Build and publish artifacts: clean data → item embeddings → FAISS index → user profiles.
+    A running Tailor moves to the new build without a restart or a failed request."""
     from services.build import build_artifacts
     from services.errors import DataFileError
 
     settings = config_for(config, data=data, artifacts_dir=out)
     with progress_bars(14) as report:
         try:
-            result = build_artifacts(settings.data, settings.artifacts_dir, settings, report, force=force)
+            result = build_artifacts(settings.data, settings.artifacts_dir, settings, report, force=force, publish_it=not no_publish)
         except DataFileError as error:
             fail(str(error), 2)
     show_build(result.manifest, result.path)
     show_insights(result.manifest)
     if result.reused:
         console.print("[green]Up to date:[/] the published build came from the same data and settings (--force rebuilds).")
+    elif no_publish:
+        console.print(f"Built {result.manifest['build_id']}, not published: `tailor publish {result.manifest['build_id']}` switches to it.")
+
+
+@app.command()
+def builds(artifacts: Optional[Path] = ArtifactsOption, config: Optional[Path] = ConfigOption) -> None:
+    """The builds kept on disk, and which one is published."""
+    from services.artifacts import kept_builds
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    table = Table(title=f"Builds under {settings.artifacts_dir}")
+    for column in ("build", "built at", "users", "items", "published"):
+        table.add_column(column)
+    for build in kept_builds(settings.artifacts_dir):
+        table.add_row(build["build_id"], build["built_at"], f"{build['users']:,}", f"{build['items']:,}", "current" if build["current"] else "")
+    console.print(table)
+
+
+@app.command()
+def publish(
+    build_id: str = typer.Argument(..., help="A build under builds/ (see `tailor builds`)."),
+    artifacts: Optional[Path] = ArtifactsOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Publish a kept build: serving replicas move to it within about a second, none dropped."""
+    from services.artifacts import publish_build
+    from services.errors import TailorError
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        build = publish_build(settings.artifacts_dir, build_id, settings.index)
+    except TailorError as error:
+        fail(str(error), 2)
+    console.print(f"Published {build.build_id}.")
+
+
+@app.command()
+def rollback(artifacts: Optional[Path] = ArtifactsOption, config: Optional[Path] = ConfigOption) -> None:
+    """Publish again the build published before the current one."""
+    from services.artifacts import current_build_dir, rollback as roll_back
+    from services.errors import TailorError
+
+    settings = config_for(config, artifacts_dir=artifacts)
+    try:
+        left = current_build_dir(settings.artifacts_dir).name
+        build = roll_back(settings.artifacts_dir, settings.index)
+    except TailorError as error:
+        fail(str(error), 2)
+    console.print(f"Rolled back from {left} to {build.build_id}.")
 
 
 def show_build(manifest: dict, path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -32,6 +33,8 @@ BUILD_FORMAT = 2
 CURRENT = "current"
 BUILDS = "builds"
 MANIFEST = "manifest.json"
+# One line per publish (build id, time), for `tailor rollback`.
+PUBLISHED = "published.jsonl"
 # Every file of a build. Item row i ↔ item vector i ↔ index id i; user row i ↔ user vector i.
 FILES = {
     "manifest": MANIFEST,                       # versions, row and drop counts, index, ranker
@@ -60,13 +63,80 @@ FILES = {
 
 
 def publish(artifacts_dir: Path, build_dir: Path) -> None:
-    """Point `current` at build_dir in one atomic rename; readers see the old build or the new one."""
+    """Point `current` at build_dir in one atomic rename; readers see the old build or the new one.
+    Serving replicas follow the link (services.live_build) without a restart."""
+    artifacts_dir = Path(artifacts_dir)
     link = artifacts_dir / CURRENT
     staging = artifacts_dir / f".{CURRENT}.{os.getpid()}"
     if staging.is_symlink() or staging.exists():
         staging.unlink()
-    staging.symlink_to(build_dir.relative_to(artifacts_dir))
+    staging.symlink_to(Path(build_dir).relative_to(artifacts_dir))
     os.replace(staging, link)
+    # What `tailor rollback` goes back along; appending one short line is atomic enough.
+    with open(artifacts_dir / PUBLISHED, "a") as history:
+        history.write(json.dumps({"build_id": Path(build_dir).name, "at": datetime.now(timezone.utc).isoformat()}) + "\n")
+
+
+def publish_build(artifacts_dir: Path, build_id: str, index_config: IndexConfig) -> Artifacts:
+    """Publish a build already under builds/ (made with `tailor build --no-publish`, or kept
+    from before), after checking it is one this Tailor can read."""
+    artifacts_dir = Path(artifacts_dir)
+    path = artifacts_dir / BUILDS / build_id
+    if not build_id or "/" in build_id or build_id.startswith(".") or not (path / MANIFEST).is_file():
+        kept = ", ".join(b["build_id"] for b in kept_builds(artifacts_dir)) or "none"
+        raise NotFound("build_id", f"no build {excerpt(build_id, 40)} under {artifacts_dir / BUILDS}; kept: {kept}")
+    build = Artifacts(path, index_config)  # refuses a format it cannot read
+    publish(artifacts_dir, path)
+    return build
+
+
+def rollback(artifacts_dir: Path, index_config: IndexConfig) -> Artifacts:
+    """Publish again the build that was published before the current one (and is still kept)."""
+    artifacts_dir = Path(artifacts_dir)
+    current = current_build_dir(artifacts_dir).name
+    history = publish_history(artifacts_dir)
+    for build_id in reversed(history[: max(len(history) - 1, 0)] if history and history[-1] == current else history):
+        if build_id != current and (artifacts_dir / BUILDS / build_id / MANIFEST).is_file():
+            return publish_build(artifacts_dir, build_id, index_config)
+    raise NotFound("build_id", f"no earlier build to go back to under {artifacts_dir} (the current one is {current})")
+
+
+def publish_history(artifacts_dir: Path) -> list[str]:
+    """Build ids in the order they were published, oldest first."""
+    path = Path(artifacts_dir) / PUBLISHED
+    if not path.is_file():
+        return []
+    ids = []
+    for line in path.read_text().splitlines():
+        try:
+            ids.append(json.loads(line)["build_id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line from a crash mid-write: skip it, the rest still counts
+    return ids
+
+
+def kept_builds(artifacts_dir: Path) -> list[dict]:
+    """The builds on disk, oldest first: id, when built, counts, and whether it is current."""
+    builds = Path(artifacts_dir) / BUILDS
+    try:
+        current = current_build_dir(artifacts_dir).name
+    except Unavailable:
+        current = ""
+    out = []
+    for path in sorted(builds.iterdir()) if builds.is_dir() else []:
+        if path.name.startswith(".") or not (path / MANIFEST).is_file():
+            continue
+        manifest = json.loads((path / MANIFEST).read_text())
+        out.append(
+            {
+                "build_id": path.name,
+                "built_at": manifest.get("built_at", ""),
+                "users": manifest.get("counts", {}).get("users", 0),
+                "items": manifest.get("counts", {}).get("items", 0),
+                "current": path.name == current,
+            }
+        )
+    return out
 
 
 def current_build_dir(artifacts_dir: Path) -> Path:
@@ -231,7 +301,7 @@ class Artifacts:
         missing = rows.isna().to_numpy().nonzero()[0]
         if len(missing):
             first = int(missing[0])
-            raise NotFound(f"{field}[{first}]", f"no item {item_ids[first]!r} in build {self.build_id}")
+            raise NotFound(f"{field}[{first}]", f"no item {excerpt(item_ids[first])} in build {self.build_id}")
         return rows.to_numpy(dtype=np.int64)
 
     def owned_by(self, user_id: str) -> frozenset[str]:

@@ -60,14 +60,20 @@ def no_progress(step: str, done: int, total: int) -> None:
 
 
 def build_artifacts(
-    data: Path, artifacts_dir: Path, config: TailorConfig, progress: Progress = no_progress, force: bool = False
+    data: Path,
+    artifacts_dir: Path,
+    config: TailorConfig,
+    progress: Progress = no_progress,
+    force: bool = False,
+    publish_it: bool = True,
 ) -> BuildResult:
     """Build and publish; with force=False an identical published build (same cleaned data,
-    same settings) is kept instead of rebuilt."""
+    same settings) is kept instead of rebuilt. publish_it=False leaves the build under builds/
+    for `tailor publish` (a build prepared ahead, switched to when the operator says)."""
     started = time.perf_counter()
     stages = Stages(progress)
     shop = stages.run("load data", lambda: load_shop_data(data))
-    return build_from_shop_data(shop, data, artifacts_dir, config, progress, force, started, stages)
+    return build_from_shop_data(shop, data, artifacts_dir, config, progress, force, started, stages, publish_it)
 
 
 def build_from_shop_data(
@@ -79,6 +85,7 @@ def build_from_shop_data(
     force: bool = False,
     started: float | None = None,
     stages: "Stages | None" = None,
+    publish_it: bool = True,
 ) -> BuildResult:
     """Build and publish from data already loaded (the evaluation builds on a time split this way)."""
     started = time.perf_counter() if started is None else started
@@ -87,7 +94,7 @@ def build_from_shop_data(
         raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
     settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding", "ranking", "insights"}))
     fingerprint = content_hash(shop.items, shop.events, {**settings, "format": BUILD_FORMAT})
-    if not force and (published := published_manifest(artifacts_dir)) and published.get("fingerprint") == fingerprint:
+    if not force and publish_it and (published := published_manifest(artifacts_dir)) and published.get("fingerprint") == fingerprint:
         return BuildResult(current_build_dir(artifacts_dir), published, reused=True)
 
     stages = stages or Stages(progress)
@@ -206,7 +213,8 @@ def build_from_shop_data(
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     final = builds / build_id
     staging.rename(final)
-    publish(artifacts_dir, final)
+    if publish_it or published_manifest(artifacts_dir) is None:
+        publish(artifacts_dir, final)
     remove_old_builds(artifacts_dir, config.keep_builds)
     progress("write build", 1, 1)
     return BuildResult(final, manifest)

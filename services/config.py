@@ -212,12 +212,20 @@ class ServingConfig(BaseModel):
     max_context_items: int = Field(50, ge=1)
     max_id_chars: int = Field(128, ge=1)
     max_variants: int = Field(4, ge=1)
-    # CPUs each replica reserves; fractions let all five deployments share two cores.
-    replica_cpus: float = Field(0.25, gt=0)
-    # Requests one ingress replica works on at once (each mostly waits on a leaf or the LLM).
-    ingress_max_ongoing_requests: int = Field(64, ge=1)
-    # Requests queued per deployment before callers get RESOURCE_EXHAUSTED instead of waiting.
-    max_queued_requests: int = Field(256, ge=1)
+    max_filter_categories: int = Field(50, ge=1)
+    # CPUs each replica reserves (a scheduling share, not a limit): fractions let every
+    # deployment, at its autoscaling maximum, fit on two cores.
+    replica_cpus: float = Field(0.1, gt=0)
+    # Requests queued per deployment, where serving/serve_config.yaml sets no figure, before
+    # callers get RESOURCE_EXHAUSTED at once instead of waiting.
+    max_queued_requests: int = Field(64, ge=1)
+    # The ceiling on any request's time in Serve (a caller's shorter gRPC deadline wins: Ray's
+    # proxy cancels the request when the caller goes).
+    request_timeout_s: float = Field(30.0, gt=0)
+    # How often a replica looks for a newly published build (services.live_build).
+    build_poll_s: float = Field(1.0, ge=0)
+    # Prometheus metrics of Ray, Serve and Tailor on every node: http://HOST:PORT/metrics.
+    metrics_port: int = Field(8080, ge=1, le=65535)
 
 
 class TailorConfig(BaseSettings):

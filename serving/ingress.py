@@ -5,11 +5,11 @@ callable on its own. Domain errors become gRPC status codes here, and only here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
-from dataclasses import asdict
 from datetime import date
-from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
 import grpc
@@ -20,13 +20,13 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 
 from serving import messages
+from serving.metrics import RequestMetrics
+from serving.served_build import recommend_build
 from services.feedback.variant_ids import read_variant, secret_from
-from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Unavailable, excerpt
 from services.insights.description import describe_shopper
-from services.insights.profiles import summarise
-from services.recommend.flow import RecommendationFlow
+from services.live_build import LiveBuild
 from tailor.v1 import (
     copy_pb2,
     embedding_pb2,
@@ -50,47 +50,66 @@ STATUS_CODES = {
 }
 
 
-async def answer(context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:
-    """Run one RPC; turn a failure into a status code and a message naming the field.
-
-    Unexpected errors answer INTERNAL with a reference to the server log, never a traceback."""
-    try:
-        return await call()
-    except Exception as error:  # noqa: BLE001 - every failure must become a status, not a crash
-        cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
-        code = next((c for kind, c in STATUS_CODES.items() if isinstance(cause, kind)), None)
-        if code is None:
-            reference = uuid.uuid4().hex[:12]
-            log.exception("unexpected error (reference %s)", reference)
-            code, details = grpc.StatusCode.INTERNAL, f"internal error; the server log has reference {reference}"
-        else:
-            details = str(cause)
-        context.set_code(code)
-        context.set_details(details)
-        return empty
+# gRPC metadata over 16 KiB kills the stream; a status message stays well under that.
+MAX_DETAILS_BYTES = 300
 
 
-async def _raise(error: Exception):
-    raise error
+def short(details: str) -> str:
+    """An error message cut to MAX_DETAILS_BYTES of UTF-8, whatever the input quoted in it."""
+    raw = details.encode("utf-8")
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return details
+    return raw[: MAX_DETAILS_BYTES - 3].decode("utf-8", "ignore") + "…"
+
+
+def status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and message for a failure; unexpected errors answer INTERNAL with a
+    reference to the server log, never a traceback."""
+    cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
+    code = next((c for kind, c in STATUS_CODES.items() if isinstance(cause, kind)), None)
+    if code is None:
+        reference = uuid.uuid4().hex[:12]
+        log.exception("unexpected error (reference %s)", reference)
+        return grpc.StatusCode.INTERNAL, f"internal error; the server log has reference {reference}"
+    return code, short(str(cause))
 
 
 @serve.deployment
 class Marketing:
-    def __init__(self, config: dict, build_dir: str, embedder, retriever, ranker, copywriter, feedback):
+    def __init__(self, config: dict, embedder, retriever, ranker, copywriter, feedback):
         self.config = TailorConfig(**config)
         self.feedback = feedback
         self.secret = secret_from(self.config.state_path(self.config.copywriting.variant_secret_path))
-        self.artifacts = Artifacts(Path(build_dir), self.config.index)
         # Recommend runs candidates and ranking here, on the build this replica holds: two hops
         # to the Retriever and Ranker deployments cost more than the work behind them. Those
         # stay deployments of their own for direct Retrieve and Rank calls.
-        self.flow = RecommendationFlow(self.artifacts, self.config)
+        self.builds = LiveBuild(self.config.artifacts_dir, self.config.index, recommend_build(self.config), self.config.serving.build_poll_s)
         self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
+        self.metrics = RequestMetrics()
+        self.metrics.serving(self.builds.current_id)
+
+    async def answer(self, rpc: str, context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:
+        """Run one RPC; a failure becomes a status code and a short message naming the field.
+        A request its caller gave up on is cancelled by Ray's proxy and counted as CANCELLED."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure must become a status, not a crash
+            code, details = status_of(error)
+            context.set_code(code)
+            context.set_details(details)
+            return empty
+        finally:
+            self.metrics.answered(rpc, code.name, time.perf_counter() - started)
 
     # --- MarketingService: the whole flow -------------------------------------------------
 
     async def Recommend(self, request: marketing_pb2.RecommendRequest, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, marketing_pb2.RecommendResponse(), lambda: self.recommend(request))
+        return await self.answer("Recommend", grpc_context, marketing_pb2.RecommendResponse(), lambda: self.recommend(request))
 
     async def recommend(self, request: marketing_pb2.RecommendRequest) -> marketing_pb2.RecommendResponse:
         limits = self.config.serving
@@ -100,21 +119,28 @@ class Marketing:
         messages.language_name(request.language)
         messages.tone(request.tone)
         promotion = messages.promotion(request.promotion, date.today())
+        # What follows is CPU work that nothing interrupts: a caller whose deadline passed while
+        # this request waited in the replica has been cancelled by the proxy by now, and the
+        # cancellation lands here, before the work, not after it.
+        await asyncio.sleep(0)
 
-        ranked = self.flow.recommend(query)
-        known = bool(query.user_id) and self.flow.snapshot.history.user_row(query.user_id) is not None
-        response = marketing_pb2.RecommendResponse(build_id=self.artifacts.build_id)
-        if known:
-            profile = summarise(self.artifacts.users.iloc[self.artifacts.user_index(query.user_id)])
-            response.profile.CopyFrom(marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)}))
-        response.items.extend(messages.ranked_messages(ranked, self.artifacts.items, self.flow.snapshot.item_row))
+        # One build for the whole request, the copy included, whatever is published meanwhile.
+        build_id, served = self.builds.pinned("")
+        self.metrics.serving(build_id)
+        shopper, candidates = served.flow.candidates(query)
+        self.metrics.gathered(candidates.ranks)
+        ranked = served.flow.rank(shopper, candidates, query.k)
+        response = marketing_pb2.RecommendResponse(build_id=build_id, items=messages.ranked_messages(ranked, served.items))
+        profile = served.profile(query.user_id) if query.user_id else None
+        if profile is not None:
+            response.profile.CopyFrom(profile)
         if ranked and not request.skip_copy:
-            position, note = self.flow.headline(ranked, promotion.amount_off)
-            shopper = query.user_id if known else ""  # an anonymous shopper's copy carries no profile
-            response.copy.CopyFrom(await self.copy_for(shopper, response.items[position], request, note))
+            position, note = served.flow.headline(ranked, promotion.amount_off)
+            shopper_id = query.user_id if profile is not None else ""  # an anonymous shopper's copy carries no profile
+            response.copy.CopyFrom(await self.copy_for(shopper_id, response.items[position], request, note, build_id))
         return response
 
-    async def copy_for(self, user_id: str, headline, request, note: str | None) -> copy_pb2.CopyVariant:
+    async def copy_for(self, user_id: str, headline, request, note: str | None, build_id: str) -> copy_pb2.CopyVariant:
         """One variant about the headline item, in the arm the feedback loop picks; without the
         promotion when the flow said it does not apply (the note says why)."""
         generated = await self.copywriter.Generate.remote(
@@ -127,6 +153,7 @@ class Marketing:
                 tone=request.tone,
                 n_variants=1,
                 reason=headline.reasons[0] if headline.reasons else "",
+                build_id=build_id,
             )
         )
         best = generated.variants[0]
@@ -135,28 +162,29 @@ class Marketing:
         return best
 
     async def DescribeUser(self, request: marketing_pb2.DescribeUserRequest, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, marketing_pb2.DescribeUserResponse(), lambda: self.describe_user(request))
+        return await self.answer("DescribeUser", grpc_context, marketing_pb2.DescribeUserResponse(), lambda: self.describe_user(request))
 
     async def describe_user(self, request: marketing_pb2.DescribeUserRequest) -> marketing_pb2.DescribeUserResponse:
         user_id = messages.check_user_id(request.user_id, self.config.serving)
-        return messages.description_message(describe_shopper(self.artifacts, user_id))
+        _, served = self.builds.pinned("")
+        return messages.description_message(describe_shopper(served.artifacts, user_id))
 
     # --- Leaf services, passed through ----------------------------------------------------
 
     async def Embed(self, request, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, embedding_pb2.EmbedResponse(), lambda: self.embedder.Embed.remote(request))
+        return await self.answer("Embed", grpc_context, embedding_pb2.EmbedResponse(), lambda: self.embedder.Embed.remote(request))
 
     async def Retrieve(self, request, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, retrieval_pb2.RetrieveResponse(), lambda: self.retriever.Retrieve.remote(request))
+        return await self.answer("Retrieve", grpc_context, retrieval_pb2.RetrieveResponse(), lambda: self.retriever.Retrieve.remote(request))
 
     async def IndexInfo(self, request, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, retrieval_pb2.IndexInfoResponse(), lambda: self.retriever.IndexInfo.remote(request))
+        return await self.answer("IndexInfo", grpc_context, retrieval_pb2.IndexInfoResponse(), lambda: self.retriever.IndexInfo.remote(request))
 
     async def Rank(self, request, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, ranking_pb2.RankResponse(), lambda: self.ranker.Rank.remote(request))
+        return await self.answer("Rank", grpc_context, ranking_pb2.RankResponse(), lambda: self.ranker.Rank.remote(request))
 
     async def Generate(self, request, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, copy_pb2.GenerateResponse(), lambda: self.copywriter.Generate.remote(request))
+        return await self.answer("Generate", grpc_context, copy_pb2.GenerateResponse(), lambda: self.copywriter.Generate.remote(request))
 
     # --- Health and the RPCs of later issues ----------------------------------------------
 
@@ -166,7 +194,7 @@ class Marketing:
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
     async def RecordFeedback(self, request: marketing_pb2.RecordFeedbackRequest, grpc_context: RayServegRPCContext):
-        return await answer(grpc_context, marketing_pb2.RecordFeedbackResponse(), lambda: self.record_feedback(request))
+        return await self.answer("RecordFeedback", grpc_context, marketing_pb2.RecordFeedbackResponse(), lambda: self.record_feedback(request))
 
     async def record_feedback(self, request: marketing_pb2.RecordFeedbackRequest) -> marketing_pb2.RecordFeedbackResponse:
         """What a shopper did with a variant, for the bandit: the id's signature is checked here
@@ -190,13 +218,22 @@ class Marketing:
         yield  # noqa: makes this a generator, as the streaming RPC requires
 
     async def GenerateStream(self, request, grpc_context: RayServegRPCContext):
+        started, code = time.perf_counter(), grpc.StatusCode.OK
         stream = self.copywriter.options(stream=True).GenerateStream.remote(request)
         try:
             async for chunk in stream:
                 yield chunk
-        except Exception as error:  # noqa: BLE001 - a failure becomes the stream's status
-            await answer(grpc_context, None, lambda: _raise(error))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
+        except Exception as error:  # noqa: BLE001 - a failure becomes the stream's status
+            code, details = status_of(error)
+            grpc_context.set_code(code)
+            grpc_context.set_details(details)
+            # The proxy keeps the code set here when the stream then raises.
+            raise
+        finally:
+            self.metrics.answered("GenerateStream", code.name, time.perf_counter() - started)
 
     @staticmethod
     def unimplemented(rpc: str, grpc_context: RayServegRPCContext, empty):

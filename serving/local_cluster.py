@@ -28,6 +28,8 @@ def start(config: TailorConfig, quiet: bool = False) -> None:
     ray.init(
         address="local",  # always a Ray of our own: never attach to (and later shut down) someone else's
         include_dashboard=False,
+        # Ray's, Serve's and Tailor's Prometheus metrics on a fixed port (README, "Metrics").
+        _metrics_export_port=config.serving.metrics_port,
         object_store_memory=OBJECT_STORE_BYTES,
         log_to_driver=not quiet,
         logging_level="WARNING",
@@ -35,7 +37,11 @@ def start(config: TailorConfig, quiet: bool = False) -> None:
     )
     serve.start(
         http_options=HTTPOptions(host=config.serving.host, port=config.serving.http_port),
-        grpc_options=gRPCOptions(port=config.serving.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+        grpc_options=gRPCOptions(
+            port=config.serving.grpc_port,
+            grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS,
+            request_timeout_s=config.serving.request_timeout_s,
+        ),
     )
     serve.run(build_app(config), name=config.serving.app_name, route_prefix=config.serving.route_prefix)
 

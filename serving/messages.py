@@ -46,20 +46,31 @@ def check_user_id(user_id: str, limits: ServingConfig, field: str = "user_id") -
     if len(user_id) > limits.max_id_chars:
         raise InvalidArgument(field, f"has {len(user_id)} characters; at most {limits.max_id_chars}")
     if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
-        raise InvalidArgument(field, f"holds control characters: {user_id[:24]!r}")
+        raise InvalidArgument(field, f"holds control characters: {excerpt(user_id, 24)}")
     return user_id
 
 
-def check_item_ids(item_ids, limit: int, field: str = "item_ids", required: bool = True) -> list[str]:
+def check_item_ids(item_ids, limit: int, field: str = "item_ids", required: bool = True, *, limits: ServingConfig) -> list[str]:
     ids = list(item_ids)
     if not ids and required:
         raise InvalidArgument(field, "must hold at least one item id")
     if len(ids) > limit:
         raise InvalidArgument(field, f"holds {len(ids)} ids; at most {limit} are allowed")
+    longest = limits.max_id_chars
     for position, item_id in enumerate(ids):
         if not item_id.strip():
             raise InvalidArgument(f"{field}[{position}]", "is empty")
+        if len(item_id) > longest:
+            raise InvalidArgument(f"{field}[{position}]", f"has {len(item_id)} characters; at most {longest}")
     return ids
+
+
+def check_build_id(build_id: str, limits: ServingConfig, field: str = "build_id") -> str:
+    """Empty (the build published now) or the id of a build, as answers carry it."""
+    build_id = build_id.strip()
+    if len(build_id) > limits.max_id_chars or any(not (c.isalnum() or c in "-_TZ") for c in build_id):
+        raise InvalidArgument(field, f"is not a build id: {excerpt(build_id, 40)}")
+    return build_id
 
 
 def shopper_query(request, limits: ServingConfig, k: int) -> ShopperQuery:
@@ -69,11 +80,13 @@ def shopper_query(request, limits: ServingConfig, k: int) -> ShopperQuery:
         raise InvalidArgument("user_id", "is required (or set cold_start for a shopper without an id)")
     if len(user_id) > limits.max_id_chars:
         raise InvalidArgument("user_id", f"has {len(user_id)} characters; at most {limits.max_id_chars}")
-    context = check_item_ids(request.context_item_ids, limits.max_context_items, "context_item_ids", required=False)
+    if any(ord(c) < 32 or ord(c) == 127 for c in user_id):
+        raise InvalidArgument("user_id", f"holds control characters: {excerpt(user_id, 24)}")
+    context = check_item_ids(request.context_item_ids, limits.max_context_items, "context_item_ids", required=False, limits=limits)
     return ShopperQuery(
         user_id=user_id,
         k=k,
-        item_filter=item_filter(request.filter),
+        item_filter=item_filter(request.filter, limits),
         exclude_purchased=request.exclude_purchased,
         cold_start=request.cold_start,
         context_item_ids=tuple(context),
@@ -89,13 +102,17 @@ def candidate_sources(candidates, limits: ServingConfig) -> tuple[list[str], lis
     for position, candidate in enumerate(candidates):
         if not candidate.item_id.strip():
             raise InvalidArgument(f"candidates[{position}].item_id", "is empty")
+        if len(candidate.item_id) > limits.max_id_chars:
+            raise InvalidArgument(f"candidates[{position}].item_id", f"has {len(candidate.item_id)} characters; at most {limits.max_id_chars}")
+        if len(candidate.sources) > len(SOURCE_NAMES):
+            raise InvalidArgument(f"candidates[{position}].sources", f"holds {len(candidate.sources)}; at most {len(SOURCE_NAMES)}")
         scores = {s.source: float(s.score) for s in candidate.sources}
         if not scores and candidate.source:
             scores = {candidate.source: float(candidate.score)}
         for source, score in scores.items():
             if source not in SOURCE_NAMES:
                 raise InvalidArgument(
-                    f"candidates[{position}].sources", f"unknown source {source[:32]!r}; expected one of {', '.join(SOURCE_NAMES)}"
+                    f"candidates[{position}].sources", f"unknown source {excerpt(source, 32)}; expected one of {', '.join(SOURCE_NAMES)}"
                 )
             if not math.isfinite(score):
                 raise InvalidArgument(f"candidates[{position}].sources", f"score for {source} is not finite")
@@ -153,13 +170,19 @@ def language_name(language: int, default: str = "en", field: str = "language") -
     return LANGUAGES[language]
 
 
-def item_filter(message: common_pb2.ItemFilter, field: str = "filter") -> ItemFilter:
+def item_filter(message: common_pb2.ItemFilter, limits: ServingConfig, field: str = "filter") -> ItemFilter:
     if not math.isfinite(message.max_price) or message.max_price < 0:
         raise InvalidArgument(f"{field}.max_price", f"must be 0 (no limit) or positive, got {message.max_price}")
+    if len(message.categories) > limits.max_filter_categories:
+        raise InvalidArgument(f"{field}.categories", f"holds {len(message.categories)}; at most {limits.max_filter_categories}")
+    for position, category in enumerate(message.categories):
+        if len(category) > limits.max_text_chars // 10:
+            raise InvalidArgument(f"{field}.categories[{position}]", f"has {len(category)} characters; at most {limits.max_text_chars // 10}")
+    excluded = check_item_ids(message.exclude_item_ids, limits.max_candidates, f"{field}.exclude_item_ids", required=False, limits=limits)
     return ItemFilter(
         categories=tuple(message.categories),
         in_stock_only=message.in_stock_only,
-        exclude_item_ids=frozenset(message.exclude_item_ids),
+        exclude_item_ids=frozenset(excluded),
         max_price=message.max_price,
     )
 
@@ -204,7 +227,7 @@ def feedback_event(value: int, field: str = "event_type") -> str:
         raise InvalidArgument(field, f"must be IMPRESSION, CLICK or PURCHASE, got {value}") from None
 
 
-def item_message(row: pd.Series) -> common_pb2.Item:
+def item_message(row) -> common_pb2.Item:
     price = row["price"]
     has_price = price is not None and bool(np.isfinite(price))
     return common_pb2.Item(
@@ -219,17 +242,21 @@ def item_message(row: pd.Series) -> common_pb2.Item:
     )
 
 
-def ranked_message(ranked: RankedItem, row: pd.Series) -> ranking_pb2.RankedItem:
-    return ranking_pb2.RankedItem(
-        item=item_message(row), score=ranked.score, reasons=list(ranked.reasons), sources=list(ranked.sources)
-    )
+def item_messages(items: pd.DataFrame) -> dict[str, common_pb2.Item]:
+    """Every catalog item as its proto, keyed by item id: made once per build, since reading
+    pandas rows per request cost more than ranking them."""
+    return {str(row["item_id"]): item_message(row) for row in items.to_dict("records")}
 
 
-def ranked_messages(ranked: list[RankedItem], items: pd.DataFrame, item_row: pd.Series) -> list[ranking_pb2.RankedItem]:
-    if not ranked:
-        return []
-    rows = items.iloc[item_row.reindex([r.item_id for r in ranked]).to_numpy()]
-    return [ranked_message(r, rows.iloc[i]) for i, r in enumerate(ranked)]
+def ranked_messages(ranked: list[RankedItem], items: dict[str, common_pb2.Item]) -> list[ranking_pb2.RankedItem]:
+    return [
+        ranking_pb2.RankedItem(item=items[r.item_id], score=r.score, reasons=list(r.reasons), sources=list(r.sources))
+        for r in ranked
+    ]
+
+
+def profile_message(profile) -> marketing_pb2.ProfileSummary:
+    return marketing_pb2.ProfileSummary(**{**asdict(profile), "interests": list(profile.interests)})
 
 
 def variant_message(outcome: CopyOutcome, item_id: str, variant_id: str = "", holdout: bool = False) -> copy_pb2.CopyVariant:
@@ -264,7 +291,7 @@ def description_message(d: ShopperDescription) -> marketing_pb2.DescribeUserResp
     return marketing_pb2.DescribeUserResponse(
         user_id=d.user_id,
         build_id=d.build_id,
-        profile=marketing_pb2.ProfileSummary(**{**asdict(d.profile), "interests": list(d.profile.interests)}),
+        profile=profile_message(d.profile),
         rfm=marketing_pb2.RfmScores(
             recency_days=-1.0 if np.isnan(d.recency_days) else d.recency_days,
             frequency=d.frequency,

@@ -29,12 +29,12 @@ def free_ports(n: int) -> list[int]:
 @pytest.fixture(scope="session")
 def sample_config(tmp_path_factory) -> TailorConfig:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    grpc_port, http_port = free_ports(2)
+    grpc_port, http_port, metrics_port = free_ports(3)
     state = tmp_path_factory.mktemp("state")
     return load_config(
         data=SAMPLE,
         artifacts_dir=artifacts,
-        serving={"grpc_port": grpc_port, "http_port": http_port},
+        serving={"grpc_port": grpc_port, "http_port": http_port, "metrics_port": metrics_port},
         # The model's words on, so the tests exercise that path (the shipped default is off).
         copywriting={"feedback_path": state / "feedback.sqlite", "variant_secret_path": state / "variant_secret", "model_words": True},
     )

@@ -30,13 +30,25 @@ def test_serve_config_validates_and_matches_the_app(sample_build):
             deployments[arg._bound_deployment.name] = arg._bound_deployment
             pending.extend(arg._bound_deployment.init_args)
     assert set(deployments) == {d.name for d in application.deployments}
-    # Six deployments on two cores: every replica must reserve a fraction of a CPU.
-    assert sum(d.ray_actor_options["num_cpus"] for d in deployments.values()) <= 1.5
-    # Every replica serves the one build published when the app was built.
-    # Every deployment but the Embedder and the Feedback owner (its state lives outside builds) serves the build.
-    assert all(str(sample_build.path) in map(str, d.init_args) for d in deployments.values() if d.name not in ("Embedder", "Feedback"))
+    # Every deployment at its autoscaling maximum still fits two cores' worth of reservations.
+    at_most = {
+        name: (d._deployment_config.autoscaling_config.max_replicas if d._deployment_config.autoscaling_config else d._deployment_config.num_replicas)
+        for name, d in deployments.items()
+    }
+    assert sum(d.ray_actor_options["num_cpus"] * at_most[name] for name, d in deployments.items()) <= 2.0
+    # The file's settings are what `tailor serve` starts: one source of truth.
+    for configured in application.deployments:
+        config = deployments[configured.name]._deployment_config
+        if "max_ongoing_requests" in configured.model_fields_set:
+            assert config.max_ongoing_requests == configured.max_ongoing_requests
+        if "autoscaling_config" in configured.model_fields_set:
+            assert config.autoscaling_config is not None, configured.name
+            assert config.autoscaling_config.max_replicas == configured.autoscaling_config["max_replicas"]
+    # Replicas follow the published build themselves (services.live_build): none is bound to one folder.
+    assert all(str(sample_build.path) not in map(str, d.init_args) for d in deployments.values())
     assert deployments["Feedback"]._deployment_config.num_replicas == 1
     assert all(d._deployment_config.max_queued_requests > 0 for d in deployments.values())
+    assert deployments["Marketing"]._deployment_config.autoscaling_config.min_replicas >= 1
 
 
 def test_every_servicer_function_imports():
