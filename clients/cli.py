@@ -140,10 +140,12 @@ def builds(artifacts: Optional[Path] = ArtifactsOption, config: Optional[Path] =
 
     settings = config_for(config, artifacts_dir=artifacts)
     table = Table(title=f"Builds under {settings.artifacts_dir}")
-    for column in ("build", "built at", "users", "items", "published"):
+    table.add_column("build", no_wrap=True)  # an id to copy into `tailor publish`: never cut
+    for column in ("built at", "users", "items", "published"):
         table.add_column(column)
     for build in kept_builds(settings.artifacts_dir):
-        table.add_row(build["build_id"], build["built_at"], f"{build['users']:,}", f"{build['items']:,}", "current" if build["current"] else "")
+        built_at = str(build["built_at"])[:16].replace("T", " ")
+        table.add_row(build["build_id"], built_at, f"{build['users']:,}", f"{build['items']:,}", "current" if build["current"] else "")
     console.print(table)
 
 

@@ -81,13 +81,21 @@ def publish_build(artifacts_dir: Path, build_id: str, index_config: IndexConfig)
     """Publish a build already under builds/ (made with `tailor build --no-publish`, or kept
     from before), after checking it is one this Tailor can read."""
     artifacts_dir = Path(artifacts_dir)
-    path = artifacts_dir / BUILDS / build_id
-    if not build_id or "/" in build_id or build_id.startswith(".") or not (path / MANIFEST).is_file():
+    path = kept_build_path(artifacts_dir, build_id)
+    if path is None:
         kept = ", ".join(b["build_id"] for b in kept_builds(artifacts_dir)) or "none"
         raise NotFound("build_id", f"no build {excerpt(build_id, 40)} under {artifacts_dir / BUILDS}; kept: {kept}")
     build = Artifacts(path, index_config)  # refuses a format it cannot read
     publish(artifacts_dir, path)
     return build
+
+
+def kept_build_path(artifacts_dir: Path, build_id: str) -> Path | None:
+    """builds/<build_id> if it holds a build; None for anything else (an id is a plain name)."""
+    if not build_id or len(build_id) > 100 or os.sep in build_id or build_id.startswith("."):
+        return None
+    path = Path(artifacts_dir) / BUILDS / build_id
+    return path if (path / MANIFEST).is_file() else None
 
 
 def rollback(artifacts_dir: Path, index_config: IndexConfig) -> Artifacts:
@@ -96,7 +104,7 @@ def rollback(artifacts_dir: Path, index_config: IndexConfig) -> Artifacts:
     current = current_build_dir(artifacts_dir).name
     history = publish_history(artifacts_dir)
     for build_id in reversed(history[: max(len(history) - 1, 0)] if history and history[-1] == current else history):
-        if build_id != current and (artifacts_dir / BUILDS / build_id / MANIFEST).is_file():
+        if build_id != current and kept_build_path(artifacts_dir, build_id) is not None:
             return publish_build(artifacts_dir, build_id, index_config)
     raise NotFound("build_id", f"no earlier build to go back to under {artifacts_dir} (the current one is {current})")
 

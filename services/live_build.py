@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from services.artifacts import BUILDS, CURRENT, Artifacts, current_build_dir
+from services.artifacts import CURRENT, Artifacts, current_build_dir, kept_build_path
 from services.config import IndexConfig
 from services.errors import NotFound, excerpt
 
@@ -136,8 +136,8 @@ class LiveBuild(Generic[State]):
                 done.set_result(self._loaded[build_id])
                 return done
             if build_id not in self._loading:
-                path = self.artifacts_dir / BUILDS / build_id
-                if not (path / "manifest.json").is_file() or os.sep in build_id or build_id.startswith("."):
+                path = kept_build_path(self.artifacts_dir, build_id)
+                if path is None:
                     raise NotFound(field, f"build {excerpt(build_id, 40)} is not on this server (builds kept: see `tailor builds`)")
                 self._loading[build_id] = self._loader.submit(self._load_build, build_id, path)
             return self._loading[build_id]
