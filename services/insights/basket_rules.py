@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import sparse
 
 from services.errors import InvalidArgument
-from services.insights.co_purchase import MAX_BASKET_ITEMS
+from services.insights.co_purchase import MAX_BASKET_ITEMS, csr_block, row_entries
 from services.insights.history import baskets_of, positive_events
 
 # An itemset seen in one or two baskets is an anecdote, whatever share of a small log that is:
@@ -140,10 +140,24 @@ class BasketRules:
         targets = self._valid_rows(targets, "targets")
         if len(sources) == 0 or len(targets) == 0 or self.lift_matrix.nnz == 0:
             return np.zeros(len(targets))
-        # Row slices of a CSR matrix are cheap; lifts are positive, so the column max over the
-        # sources' rows (implicit zeros included) is the best rule or 0.
-        best = np.asarray(self.lift_matrix[np.unique(sources)].max(axis=0).todense()).ravel()
-        return best[targets]
+        return self.best_lifts(sources)[targets]
+
+    def best_lifts(self, sources: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+        """[n_items]: for every item row, the highest lift of a one-item rule from one of the
+        `sources` (valid item rows) to it, each source's lifts multiplied by its `scale` when
+        given; 0 where no rule leads. Lifts are positive, so this is the column max of those
+        rows of the lift matrix, implicit zeros included."""
+        which, consequent, lift = row_entries(self.lift_matrix, sources)
+        if scale is not None:
+            lift = lift * scale[which]
+        best = np.zeros(self.n_items)
+        np.maximum.at(best, consequent, lift)
+        return best
+
+    def lifts_between(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """[len(sources), len(targets)]: the lift of the one-item rule from each source to each
+        target (0: none, or lift ≤ 1)."""
+        return csr_block(self.lift_matrix, sources, targets)
 
     def for_items(self, item_rows: np.ndarray) -> pd.DataFrame:
         """"Often bought with": for each given item, its top `rules_per_item` one-item rules by

@@ -26,6 +26,7 @@ same sources give popularity, recent popularity and the context items' neighbour
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -64,10 +65,11 @@ def shopper_for(snapshot: Snapshot, user_row: int | None, context: np.ndarray | 
         h = snapshot.history
         pairs = h.pairs_of(user_row)
         items = h.pair_item[pairs]
-        decay = np.power(0.5, np.nan_to_num(h.pair_days_since[pairs], nan=0.0) / HISTORY_HALF_LIFE_DAYS)
+        days = h.pair_days_since[pairs]
+        decay = np.power(0.5, np.where(np.isnan(days), 0.0, days) / HISTORY_HALF_LIFE_DAYS)
         weights = h.pair_baskets[pairs] * decay + INTEREST_WEIGHT * h.pair_interest[pairs]
         user_vector = np.asarray(snapshot.user_vectors[user_row])
-        if np.any(user_vector):
+        if user_vector.any():
             vector = user_vector
     if vector is None and len(context):
         mean = np.asarray(snapshot.item_vectors[context], dtype=np.float32).mean(axis=0)
@@ -90,9 +92,9 @@ class Found:
     @classmethod
     def top(cls, scores: np.ndarray, allowed: np.ndarray, n: int) -> "Found":
         """The n best allowed items with a positive score."""
-        eligible = np.flatnonzero(allowed & (scores > 0))
+        eligible = (allowed & (scores > 0)).nonzero()[0]
         if len(eligible) > n:
-            eligible = eligible[np.argpartition(-scores[eligible], n - 1)[:n]]
+            eligible = eligible[(-scores[eligible]).argpartition(n - 1)[:n]]
         order = np.lexsort((eligible, -scores[eligible]))
         return cls(eligible[order], scores[eligible[order]])
 
@@ -131,13 +133,12 @@ class RulesSource:
     def find(self, snapshot: Snapshot, shopper: Shopper, n: int, allowed: np.ndarray) -> Found:
         weights = shopper.item_weights(len(snapshot.items))
         sources = np.flatnonzero(weights > 0)
-        lifts = snapshot.signals.rules.lift_matrix
-        if not len(sources) or lifts.nnz == 0:
+        rules = snapshot.signals.rules
+        if not len(sources) or rules.lift_matrix.nnz == 0:
             return Found.none()
         # Each consequent's best rule, scaled by how much its antecedent weighs for the shopper
         # (a re-order of last week over a one-off of last year).
-        scaled = lifts[sources].multiply(np.minimum(weights[sources], 1.0)[:, None]).tocsr()
-        return Found.top(np.asarray(scaled.max(axis=0).todense()).ravel(), allowed, n)
+        return Found.top(rules.best_lifts(sources, np.minimum(weights[sources], 1.0)), allowed, n)
 
 
 class AnnSource:
@@ -189,6 +190,12 @@ SOURCES: tuple[CandidateSource, ...] = (
     RecentSource(),
 )
 SOURCE_NAMES = tuple(source.name for source in SOURCES)
+# Every subset of the sources by its bits (CandidateSet._found_by: one byte, up to 8 sources),
+# in SOURCE_NAMES order.
+assert len(SOURCE_NAMES) <= 8
+_SOURCE_SETS = tuple(
+    tuple(name for bit, name in enumerate(SOURCE_NAMES) if mask >> bit & 1) for mask in range(1 << len(SOURCE_NAMES))
+)
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,12 @@ class CandidateSet:
         return len(self.rows)
 
     def sources_of(self, position: int) -> tuple[str, ...]:
-        return tuple(name for name, rank in zip(SOURCE_NAMES, self.ranks[position]) if not np.isnan(rank))
+        return _SOURCE_SETS[self._found_by[position]]
+
+    @cached_property
+    def _found_by(self) -> list[int]:
+        """Per row, the sources that found it as bits (bit c: SOURCE_NAMES[c])."""
+        return np.packbits(~np.isnan(self.ranks), axis=1, bitorder="little")[:, 0].tolist()
 
     def subset(self, rows: np.ndarray) -> "CandidateSet":
         """These rows, in this order, with the sources and scores this set gave them (none for
@@ -224,16 +236,19 @@ class CandidateSet:
         if not parts:
             empty = np.empty((0, len(SOURCE_NAMES)))
             return cls(np.empty(0, np.int64), empty, empty.copy())
-        all_rows = np.concatenate([f.rows for _, f in parts])
-        rows, inverse = np.unique(all_rows, return_inverse=True)
+        found_rows = np.concatenate([f.rows for _, f in parts])
+        # The distinct rows in order, and where each found row went (np.unique's answer, by
+        # marking item rows instead of sorting).
+        seen = np.zeros(int(found_rows.max()) + 1, dtype=bool)
+        seen[found_rows] = True
+        rows = seen.nonzero()[0]
+        inverse = (np.cumsum(seen) - 1)[found_rows]
+        # A source finds a row at most once: every (row, column) is written once, all sources together.
+        columns = np.repeat([column for column, _ in parts], [len(f.rows) for _, f in parts])
         scores = np.full((len(rows), len(SOURCE_NAMES)), np.nan)
         ranks = np.full_like(scores, np.nan)
-        start = 0
-        for column, f in parts:
-            where = inverse[start : start + len(f.rows)]
-            scores[where, column] = f.scores
-            ranks[where, column] = np.arange(1, len(f.rows) + 1)
-            start += len(f.rows)
+        scores[inverse, columns] = np.concatenate([f.scores for _, f in parts])
+        ranks[inverse, columns] = np.concatenate([np.arange(1, len(f.rows) + 1) for _, f in parts])
         return cls(rows, scores, ranks)
 
     @classmethod

@@ -105,10 +105,14 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         if len(shopper.context)
         else nan
     )
+    # Written column by column into the float32 matrix (the cast is the one astype makes);
+    # a shopper's own figures are the same on every row.
+    sources = len(SOURCE_NAMES)
+    out = np.empty((n, len(FEATURES)), dtype=np.float32)
+    out[:, :sources] = candidates.scores
+    out[:, sources : 2 * sources] = candidates.ranks
     columns = [
-        *candidates.scores.T,
-        *candidates.ranks.T,
-        (~np.isnan(candidates.ranks)).sum(axis=1).astype(np.float64),
+        (~np.isnan(candidates.ranks)).sum(axis=1),
         bought,
         quantity,
         basket_share,
@@ -124,16 +128,18 @@ def candidate_features(snapshot: Snapshot, shopper: Shopper, candidates: Candida
         signals.trending[rows],
         signals.rules.lift_to(np.concatenate([shopper.items[shopper.weights > 0], shopper.context]), rows),
         category_affinity,
-        snapshot.factors.affinity(shopper.user_row, rows).astype(np.float64) if shopper.user_row is not None else nan,
+        snapshot.factors.affinity(shopper.user_row, rows) if shopper.user_row is not None else nan,
         ann_similarity,
         context_similarity,
         np.log1p(np.where(prices >= 0, prices, np.nan)),
         price_vs_usual,
-        np.full(n, np.log1p(user["baskets"])),
-        np.full(n, user["days"]),
-        np.full(n, np.log1p(user["spend"]) if np.isfinite(user["spend"]) and user["spend"] >= 0 else np.nan),
-        np.full(n, np.log1p(user["items"])),
-        np.full(n, user["segment"]),
-        np.full(n, user["propensity"]),
+        np.log1p(user["baskets"]),
+        user["days"],
+        np.log1p(user["spend"]) if np.isfinite(user["spend"]) and user["spend"] >= 0 else np.nan,
+        np.log1p(user["items"]),
+        user["segment"],
+        user["propensity"],
     ]
-    return np.column_stack(columns).astype(np.float32) if n else np.empty((0, len(FEATURES)), np.float32)
+    for j, column in enumerate(columns, start=2 * sources):
+        out[:, j] = column
+    return out

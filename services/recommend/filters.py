@@ -15,22 +15,48 @@ class ItemFilter:
     exclude_item_ids: frozenset[str] = field(default_factory=frozenset)
     max_price: float = 0.0  # 0 = no limit
 
-    def allowed(self, items: pd.DataFrame) -> np.ndarray:
-        """Boolean mask over the item table."""
-        mask = np.ones(len(items), dtype=bool)
+    def allowed(self, items: "pd.DataFrame | ItemColumns") -> np.ndarray:
+        """Boolean mask over the item table (or its ItemColumns, which serving keeps)."""
+        columns = items if isinstance(items, ItemColumns) else ItemColumns.of(items)
+        mask = np.ones(len(columns.price), dtype=bool)
         if self.categories:
-            mask &= items["category"].isin(self.categories).to_numpy()
+            wanted = np.zeros(len(columns.category_code) + 1, dtype=bool)  # the last slot: code -1, no category
+            wanted[[columns.category_code[c] for c in self.categories if c in columns.category_code]] = True
+            mask &= wanted[columns.category]
         if self.in_stock_only:
-            mask &= items["in_stock"].fillna(False).astype(bool).to_numpy()
+            mask &= columns.in_stock
         if self.exclude_item_ids:
-            mask &= ~items["item_id"].isin(self.exclude_item_ids).to_numpy()
+            mask[[columns.item_row[i] for i in self.exclude_item_ids if i in columns.item_row]] = False
         if self.max_price > 0:
-            mask &= (items["price"].fillna(np.inf) <= self.max_price).to_numpy()
+            mask &= columns.price <= self.max_price
         return mask
 
     @property
     def is_empty(self) -> bool:
         return not (self.categories or self.in_stock_only or self.exclude_item_ids or self.max_price > 0)
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """The item table's columns a filter reads, as arrays made once per build: pandas over the
+    table took ~0.5 ms per filtered request (isin on the category strings)."""
+
+    category: np.ndarray            # code per item row, into category_code (-1: none)
+    category_code: dict[str, int]
+    in_stock: np.ndarray            # bool
+    price: np.ndarray               # +inf where unknown: a price cap keeps nothing unpriced
+    item_row: dict[str, int]        # item ids are unique in a build
+
+    @classmethod
+    def of(cls, items: pd.DataFrame) -> "ItemColumns":
+        codes, categories = pd.factorize(items["category"])
+        return cls(
+            category=codes,
+            category_code={c: code for code, c in enumerate(categories)},
+            in_stock=items["in_stock"].fillna(False).astype(bool).to_numpy(),
+            price=items["price"].fillna(np.inf).to_numpy(dtype=np.float64),
+            item_row={item_id: row for row, item_id in enumerate(items["item_id"])},
+        )
 
 
 REPURCHASE_POLICIES = ("reorderable", "never", "always")

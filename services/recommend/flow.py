@@ -77,18 +77,13 @@ class RecommendationFlow:
     def finish(self, shopper: Shopper, candidates: CandidateSet, features: np.ndarray, scores: np.ndarray, k: int) -> list[RankedItem]:
         """Scores → diversity re-rank → the top k with reasons (split from `rank` so a batch of
         requests can share one model call)."""
-        vectors = np.asarray(self.snapshot.item_vectors[candidates.rows], dtype=np.float32)
-        chosen = diversify(scores, vectors, k, self.snapshot.config.ranking.diversity)
-        ids = self.snapshot.item_ids
-        links = co_purchase_links(self.snapshot, shopper, candidates.rows[chosen])
+        chosen = diversify(scores, self.snapshot.item_vectors, k, self.snapshot.config.ranking.diversity, rows=candidates.rows)
+        rows = candidates.rows[chosen]
+        links = co_purchase_links(self.snapshot, shopper, rows)
+        reasons = explain(self.snapshot, shopper, candidates, chosen, features, links)
         return [
-            RankedItem(
-                item_id=str(ids[candidates.rows[p]]),
-                score=float(scores[p]),
-                sources=candidates.sources_of(p),
-                reasons=explain(self.snapshot, shopper, candidates, p, features[p], link),
-            )
-            for p, link in zip(chosen, links)
+            RankedItem(item_id=str(item_id), score=score, sources=candidates.sources_of(p), reasons=why)
+            for item_id, score, p, why in zip(self.snapshot.item_ids[rows].tolist(), scores[chosen].tolist(), chosen.tolist(), reasons)
         ]
 
     def rank_many(self, jobs: list[tuple[Shopper, CandidateSet, int]]) -> list[list[RankedItem]]:
@@ -120,7 +115,7 @@ class RecommendationFlow:
 
     def similar(self, vector: np.ndarray, k: int, item_filter: ItemFilter) -> list[tuple[str, float]]:
         """Items nearest a query vector (text or vector retrieval), allowed by the filter."""
-        allowed = self.everything if item_filter.is_empty else item_filter.allowed(self.snapshot.items)
+        allowed = self.everything if item_filter.is_empty else item_filter.allowed(self.snapshot.item_columns)
         if not allowed.any():
             return []
         scores, ids = self.snapshot.index.search(vector, k, allowed)
@@ -138,8 +133,7 @@ class RecommendationFlow:
         return shopper_for(self.snapshot, user_row, context)
 
     def allowed(self, query: ShopperQuery, shopper: Shopper) -> np.ndarray:
-        items = self.snapshot.items
-        allowed = self.everything if query.item_filter.is_empty else query.item_filter.allowed(items)
+        allowed = self.everything if query.item_filter.is_empty else query.item_filter.allowed(self.snapshot.item_columns)
         if shopper.user_row is None:
             return allowed
         policy = "never" if query.exclude_purchased else self.snapshot.config.ranking.repurchase_policy

@@ -256,26 +256,38 @@ def fit_lambdarank(matrices, grades, groups: np.ndarray, is_valid: np.ndarray, c
     return final, validation
 
 
-def diversify(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
+def diversify(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float, rows: np.ndarray | None = None) -> np.ndarray:
     """Positions of a k-long list chosen by maximal marginal relevance: each next item is the
     one with the best (1 − weight)·relevance − weight·(its highest cosine to an item already
-    chosen); relevance is the score rescaled to [0, 1] over the list. weight 0: plain order."""
+    chosen); relevance is the score rescaled to [0, 1] over the list. weight 0: plain order.
+    Candidate p's vector is vectors[p], or vectors[rows[p]] when rows are given (the whole
+    item table: only the pool's vectors are then copied)."""
     order = np.argsort(-scores, kind="stable")
     if weight <= 0 or len(order) <= 1:
         return order[:k]
     pool = order[: max(4 * k, 50)]
     s = scores[pool]
-    span = s.max() - s.min()
-    relevance = (s - s.min()) / span if span > 0 else np.ones_like(s)
-    similarity = vectors[pool] @ vectors[pool].T
+    low = s.min()
+    span = s.max() - low
+    relevance = (s - low) / span if span > 0 else np.ones_like(s)
+    pool_vectors = vectors[pool if rows is None else rows[pool]]
+    # Two copies, so numpy multiplies them (gemm) rather than taking A·Aᵀ as one (syrk), whose
+    # sums can differ in the last bit: lists stay as they were.
+    similarity = pool_vectors @ pool_vectors.copy().T
+    # value = (1 − weight)·relevance − weight·(highest similarity to the chosen), with both
+    # terms kept up to date instead of recomputed: weight·max(a, b) = max(weight·a, weight·b),
+    # rounding included, so every value is the one the plain formula gives. A chosen item's
+    # gain is −inf, so it is never chosen again.
+    gain = (1 - weight) * relevance
+    penalties = weight * similarity
+    penalty = penalties[0].copy()
+    gain[0] = -np.inf
     chosen = [0]
-    closest = similarity[0].copy()
-    available = np.ones(len(pool), dtype=bool)
-    available[0] = False
-    while len(chosen) < min(k, len(pool)):
-        value = np.where(available, (1 - weight) * relevance - weight * closest, -np.inf)
-        best = int(np.argmax(value))
+    value = np.empty_like(gain)
+    for _ in range(min(k, len(pool)) - 1):
+        np.subtract(gain, penalty, out=value)
+        best = int(value.argmax())
         chosen.append(best)
-        available[best] = False
-        closest = np.maximum(closest, similarity[best])
+        gain[best] = -np.inf
+        np.maximum(penalty, penalties[best], out=penalty)
     return pool[chosen]

@@ -18,6 +18,7 @@ from services.insights.history import ShopHistory, shop_history
 from services.insights.profiles import user_vectors
 from services.insights.signals import ShopSignals, signals_at
 from services.recommend.factors import Factors, fit_factors
+from services.recommend.filters import ItemColumns
 from services.recommend.vector_index import VectorIndex
 
 
@@ -48,6 +49,10 @@ class Snapshot:
     @cached_property
     def prices(self) -> np.ndarray:
         return pd.to_numeric(self.items["price"], errors="coerce").to_numpy(dtype=np.float64)
+
+    @cached_property
+    def item_columns(self) -> ItemColumns:
+        return ItemColumns.of(self.items)
 
     @cached_property
     def reorderable(self) -> np.ndarray:
