@@ -219,6 +219,9 @@ class ServingConfig(BaseModel):
     # Requests queued per deployment, where serving/serve_config.yaml sets no figure, before
     # callers get RESOURCE_EXHAUSTED at once instead of waiting.
     max_queued_requests: int = Field(64, ge=1)
+    # Recommends one ingress replica lets wait for its CPU before refusing more with
+    # RESOURCE_EXHAUSTED: about 50–100 ms of work (serving/ingress.py, Marketing.admit).
+    max_waiting_recommends: int = Field(12, ge=1)
     # The ceiling on any request's time in Serve (a caller's shorter gRPC deadline wins: Ray's
     # proxy cancels the request when the caller goes).
     request_timeout_s: float = Field(30.0, gt=0)

@@ -40,6 +40,10 @@ class Unavailable(TailorError):
     """A model or artifact is not ready yet (loading, or no build published)."""
 
 
+class Overloaded(TailorError):
+    """More requests wait than can be answered in time: refused at once, to be retried later."""
+
+
 class DataFileError(TailorError):
     """A data file cannot be read as it stands; names the file, and the row and column when known.
 

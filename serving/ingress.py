@@ -24,7 +24,7 @@ from serving.metrics import RequestMetrics
 from serving.served_build import recommend_build
 from services.feedback.variant_ids import read_variant, secret_from
 from services.config import TailorConfig
-from services.errors import InvalidArgument, NotFound, Unavailable, excerpt
+from services.errors import InvalidArgument, NotFound, Overloaded, Unavailable, excerpt
 from services.insights.description import describe_shopper
 from services.live_build import LiveBuild
 from tailor.v1 import (
@@ -42,6 +42,7 @@ STATUS_CODES = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     BackPressureError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     # A leaf replica restarting or gone: worth a retry, as Ray's own proxy says.
     DeploymentUnavailableError: grpc.StatusCode.UNAVAILABLE,
@@ -87,6 +88,7 @@ class Marketing:
         self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
         self.metrics = RequestMetrics()
         self.metrics.serving(self.builds.current_id)
+        self.waiting = 0  # Recommends admitted but not yet started (see admit)
 
     async def answer(self, rpc: str, context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:
         """Run one RPC; a failure becomes a status code and a short message naming the field.
@@ -119,10 +121,7 @@ class Marketing:
         messages.language_name(request.language)
         messages.tone(request.tone)
         promotion = messages.promotion(request.promotion, date.today())
-        # What follows is CPU work that nothing interrupts: a caller whose deadline passed while
-        # this request waited in the replica has been cancelled by the proxy by now, and the
-        # cancellation lands here, before the work, not after it.
-        await asyncio.sleep(0)
+        await self.admit()
 
         # One build for the whole request, the copy included, whatever is published meanwhile.
         build_id, served = self.builds.pinned("")
@@ -139,6 +138,25 @@ class Marketing:
             shopper_id = query.user_id if profile is not None else ""  # an anonymous shopper's copy carries no profile
             response.copy.CopyFrom(await self.copy_for(shopper_id, response.items[position], request, note, build_id))
         return response
+
+    async def admit(self) -> None:
+        """Wait for the replica's CPU, or be refused at once when too many already wait.
+
+        Recommend's work is Python that nothing interrupts, one request at a time per replica;
+        the replica also holds requests that only wait on a leaf (copy, Embed, Generate), so
+        its `max_ongoing_requests` cannot bound this queue. Yielding once lets every request
+        the replica holds arrive here first: those beyond `serving.max_waiting_recommends`
+        are refused (RESOURCE_EXHAUSTED) instead of answering after their caller gave up, and
+        a caller that gave up while this one waited has had its cancellation land here, before
+        the work, not after it."""
+        limit = self.config.serving.max_waiting_recommends
+        if self.waiting >= limit:
+            raise Overloaded(f"Recommend: {limit} requests already wait for this replica; retry shortly")
+        self.waiting += 1
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self.waiting -= 1
 
     async def copy_for(self, user_id: str, headline, request, note: str | None, build_id: str) -> copy_pb2.CopyVariant:
         """One variant about the headline item, in the arm the feedback loop picks; without the
