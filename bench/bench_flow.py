@@ -20,45 +20,28 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-# The load generator's mix (clients/loadtest.py, recommend_requests), drawn the same way from the
-# same seed, so this in-process figure is for the requests a load test sends.
-FILTER_MIX = {"none": 0.4, "category": 0.2, "max_price": 0.2, "exclude_purchased": 0.2}
-K_RANGE = (5, 50)
 WARMUP = 50
 
 
 def mixed_queries(artifacts, n: int | None, seed: int = 0) -> list:
-    """n queries (None: one per shopper): each shopper in turn (one seeded shuffle, cycled), k
-    from 5 to 50, and no filter / one category (drawn per item, so a category comes up as often
-    as it has items) / a price cap between the catalogue's 25th and 90th price percentiles /
-    exclude_purchased."""
-    import numpy as np
-
+    """The load generator's Recommend requests (clients/loadtest.py, recommend_requests: every
+    shopper in turn, k 5..50, filters mixed) as the flow's queries, so this in-process figure is
+    for the requests a load test sends. n None: one per shopper."""
+    from clients.loadtest import recommend_requests
     from services.recommend.filters import ItemFilter
     from services.recommend.flow import ShopperQuery
 
-    rng = np.random.default_rng(seed)
-    user_ids = artifacts.users["user_id"].astype(str).to_numpy()
-    user_ids = user_ids[rng.permutation(len(user_ids))]
-    items = artifacts.items
-    categories = items["category"].fillna("").astype(str).str.strip()
-    categories = categories[categories != ""].to_numpy()
-    prices = items["price"].to_numpy(dtype=float)
-    prices = prices[np.isfinite(prices) & (prices > 0)]
-    kinds = [kind for kind in FILTER_MIX if (kind != "category" or len(categories)) and (kind != "max_price" or len(prices))]
-    weights = np.array([FILTER_MIX[kind] for kind in kinds])
-    price_low, price_high = np.percentile(prices, [25, 90]) if len(prices) else (0.0, 0.0)
     queries = []
-    for i in range(len(user_ids) if n is None else n):
-        user, k = str(user_ids[i % len(user_ids)]), int(rng.integers(K_RANGE[0], K_RANGE[1] + 1))
-        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
-        if kind == "category":
-            item_filter = ItemFilter(categories=(str(categories[rng.integers(len(categories))]),))
-        elif kind == "max_price":
-            item_filter = ItemFilter(max_price=round(float(rng.uniform(price_low, price_high)), 2))
-        else:
-            item_filter = ItemFilter()
-        queries.append(ShopperQuery(user_id=user, k=k, item_filter=item_filter, exclude_purchased=kind == "exclude_purchased"))
+    for request in recommend_requests(artifacts, len(artifacts.users) if n is None else n, seed):
+        item_filter = request.get("filter", {})
+        queries.append(
+            ShopperQuery(
+                user_id=request["user_id"],
+                k=request["k"],
+                item_filter=ItemFilter(categories=tuple(item_filter.get("categories", ())), max_price=float(item_filter.get("max_price", 0.0))),
+                exclude_purchased=bool(request.get("exclude_purchased", False)),
+            )
+        )
     return queries
 
 

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from services.config import TailorConfig
 
 # Ray's object store would otherwise take 30% of RAM as shared memory; Tailor passes small protos.
 OBJECT_STORE_BYTES = 512 * 1024**2
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free local ports (all held open until every one is chosen), for a local run
+    beside others: tests, benchmarks."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def start(config: TailorConfig, quiet: bool = False) -> None:

@@ -4,7 +4,6 @@ before the build takes traffic, so no request pays for a cold cache."""
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from typing import Callable
 
@@ -19,7 +18,6 @@ from services.insights.profiles import summarise
 from services.recommend.flow import RecommendationFlow, ShopperQuery
 from tailor.v1 import common_pb2, marketing_pb2
 
-log = logging.getLogger("ray.serve")
 # Profile summaries kept per build (the busiest shoppers come back often).
 PROFILE_CACHE = 50_000
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from services.config import TailorConfig, load_config
+from serving.local_cluster import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "uci_online_retail_sample"
 SHARED = ROOT.parent / "shared" / "datasets"
 
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (all held open until every one is chosen)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
