@@ -232,8 +232,11 @@ def test_unknown_user_is_not_found(live_tailor, best_user):
 def test_unknown_item_is_not_found(live_tailor, best_user):
     code, details = status_of(lambda: live_tailor.rank(best_user, ["22423", "NOPE"], k=3))
     assert code == grpc.StatusCode.NOT_FOUND and "item_ids[1]" in details
+    code, details = status_of(lambda: live_tailor.recommend(best_user, k=3, context_item_ids=["NOPE"]))
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("context_item_ids[0]")
+    # An id longer than any id can be is refused before it is looked up, and never quoted whole.
     code, details = status_of(lambda: live_tailor.recommend(best_user, k=3, context_item_ids=["N" * 10_000]))
-    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("context_item_ids[0]") and len(details) < 300
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("context_item_ids[0]") and len(details) < 300
 
 
 @pytest.mark.parametrize("k", [0, -1, 101])
