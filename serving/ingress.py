@@ -87,7 +87,7 @@ class Marketing:
         self.builds = LiveBuild(self.config.artifacts_dir, self.config.index, recommend_build(self.config), self.config.serving.build_poll_s)
         self.embedder, self.retriever, self.ranker, self.copywriter = embedder, retriever, ranker, copywriter
         self.metrics = RequestMetrics()
-        self.metrics.serving(self.builds.current_id)
+        self.metrics.keep_reporting_build(lambda: self.builds.current_id)
         self.waiting = 0  # Recommends admitted but not yet started (see admit)
 
     async def answer(self, rpc: str, context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:

@@ -5,7 +5,9 @@ README "Metrics" lists them."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Callable
 
 import numpy as np
 from ray.util import metrics
@@ -54,12 +56,24 @@ class RequestMetrics:
             self._pending[:] = 0
             self._flushed_at = now
 
-    def serving(self, build_id: str) -> None:
-        if build_id != self._build_id:
-            if self._build_id:
+    def serving(self, build_id: str, again: bool = False) -> None:
+        """Say which build this replica serves; `again` repeats it (Ray exports a gauge's value
+        once it is set, not forever, so the replica says it every few seconds)."""
+        if build_id != self._build_id or again:
+            if self._build_id and build_id != self._build_id:
                 self.build.set(0, {"build_id": self._build_id})
             self.build.set(1, {"build_id": build_id})
             self._build_id = build_id
+
+    def keep_reporting_build(self, current: Callable[[], str], every_s: float = 5.0) -> None:
+        """Repeat `serving` from a daemon thread for as long as the replica lives."""
+
+        def report() -> None:
+            while True:
+                self.serving(current(), again=True)
+                time.sleep(every_s)
+
+        threading.Thread(target=report, name="build-metric", daemon=True).start()
 
 
 class CopyMetrics:
