@@ -27,7 +27,7 @@ def mixed_queries(artifacts, n: int | None, seed: int = 0) -> list:
     """The load generator's Recommend requests (clients/loadtest.py, recommend_requests: every
     shopper in turn, k 5..50, filters mixed) as the flow's queries, so this in-process figure is
     for the requests a load test sends. n None: one per shopper."""
-    from clients.loadtest import recommend_requests
+    from clients.load_requests import recommend_requests
     from services.recommend.filters import ItemFilter
     from services.recommend.flow import ShopperQuery
 
