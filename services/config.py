@@ -105,6 +105,10 @@ class InsightsConfig(BaseModel):
     rules_min_support: float = Field(0.002, gt=0, le=1)
     rules_min_confidence: float = Field(0.1, gt=0, le=1)
     rules_per_item: int = Field(10, ge=1)
+    # Above this many shoppers, segments' K-means and the propensity model are fitted on a
+    # seeded sample of this many and applied to every shopper (the manifest's "sampling" says
+    # so): a million shoppers fit no better than a hundred thousand, and took minutes more.
+    fit_max_shoppers: int = Field(100_000, ge=1_000)
     seed: int = 0
 
 
@@ -134,6 +138,9 @@ class RankingConfig(BaseModel):
     boost_rounds: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(31, ge=2)
+    # Above this many shoppers with a purchase after the internal cut, the ranker learns from a
+    # seeded sample of this many: each shopper's candidates are gathered one by one, as serving does.
+    fit_max_shoppers: int = Field(20_000, ge=100)
     # Implicit ALS behind the "als" candidate source (implicit's recipe: BM25-weighted counts).
     als_factors: int = Field(64, ge=2)
     als_regularization: float = Field(0.05, ge=0)
@@ -227,8 +234,55 @@ class ServingConfig(BaseModel):
     request_timeout_s: float = Field(30.0, gt=0)
     # How often a replica looks for a newly published build (services.live_build).
     build_poll_s: float = Field(1.0, ge=0)
+    # ScoreUsers streams at most this many shoppers per call (fewer when it writes copy), so a
+    # stream ends inside request_timeout_s; more is a campaign (`tailor campaign`).
+    max_score_users: int = Field(1_000, ge=1)
+    max_score_users_with_copy: int = Field(50, ge=1)
     # Prometheus metrics of Ray, Serve and Tailor on every node: http://HOST:PORT/metrics.
     metrics_port: int = Field(8080, ge=1, le=65535)
+
+
+class ContactCap(BaseModel):
+    # At most max_sends messages on the channel in any window_days (other campaigns' sends).
+    max_sends: int = Field(..., ge=0)
+    window_days: float = Field(..., gt=0)
+
+
+class CampaignConfig(BaseModel):
+    # Shoppers scored per checkpointed chunk: a killed run redoes at most one chunk per actor.
+    chunk_shoppers: int = Field(2_000, ge=1)
+    # Ray Data actors scoring chunks (each loads the build once); their own actors, apart
+    # from serving's replicas, so a campaign does not starve online traffic.
+    actors: int = Field(2, ge=1)
+    actor_cpus: float = Field(1.0, gt=0)
+    # The shop's time zone: quiet hours for a shopper whose zone is unknown.
+    timezone: str = "Europe/London"
+    # Local time span in which nothing is sent; a message falling in it is scheduled for its end.
+    quiet_start: str = Field("21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_end: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # Frequency caps per channel; a channel not named has none.
+    caps: dict[str, ContactCap] = {
+        "sms": ContactCap(max_sends=2, window_days=7),
+        "push": ContactCap(max_sends=1, window_days=1),
+        "email": ContactCap(max_sends=3, window_days=7),
+    }
+    # Who was sent what, when (for caps), across campaigns; outside builds.
+    contact_log_path: Path = Path("state/contacts.sqlite")
+    # Every outbox a campaign wrote, one path a line: ForgetUser redacts the shopper in each.
+    outboxes_path: Path = Path("state/outboxes.txt")
+    # Webhook delivery: messages per POST, tries per batch, seconds per try.
+    webhook_batch: int = Field(500, ge=1)
+    webhook_attempts: int = Field(8, ge=1)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+
+class RightsConfig(BaseModel):
+    # Tombstones of forgotten shoppers, personalization settings and channel opt-outs, keyed
+    # by a salted hash of the shopper id; outside builds, honoured by every build and replica.
+    path: Path = Path("state/shopper_rights.sqlite")
+    salt_path: Path = Path("state/shopper_salt")
+    # How often a replica re-reads them (ForgetUser must reach every replica within a second).
+    poll_s: float = Field(0.25, gt=0)
 
 
 class TailorConfig(BaseSettings):
@@ -248,6 +302,8 @@ class TailorConfig(BaseSettings):
     llm: LLMConfig = LLMConfig()
     copywriting: CopyConfig = CopyConfig()
     serving: ServingConfig = ServingConfig()
+    campaign: CampaignConfig = CampaignConfig()
+    rights: RightsConfig = RightsConfig()
 
     @field_validator("data", "artifacts_dir")
     @classmethod
