@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import grpc
 
@@ -174,6 +174,38 @@ class TailorClient:
     def describe_user(self, user_id: str) -> marketing_pb2.DescribeUserResponse:
         """Who the shopper is: profile, segment, tags, propensity and its reasons, basket rules."""
         return self._call(self.marketing.DescribeUser, marketing_pb2.DescribeUserRequest(user_id=user_id))
+
+    def score_users(
+        self,
+        user_ids: Sequence[str] = (),
+        segment: str = "",
+        k: int = 5,
+        channel: str = "push",
+        language: str = "en",
+        promotion: common_pb2.Promotion | None = None,
+        with_copy: bool = False,
+        exclude_purchased: bool = False,
+    ) -> Iterator[marketing_pb2.ScoreUsersResponse]:
+        """One response per shopper as the stream delivers them (check each one's `code`)."""
+        request = marketing_pb2.ScoreUsersRequest(
+            user_ids=list(user_ids),
+            segment=segment,
+            k=k,
+            channel=CHANNELS[channel],
+            language=LANGUAGES[language],
+            promotion=promotion,
+            with_copy=with_copy,
+            exclude_purchased=exclude_purchased,
+        )
+        return self.marketing.ScoreUsers(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def forget_user(self, user_id: str) -> marketing_pb2.ForgetUserResponse:
+        return self._call(self.marketing.ForgetUser, marketing_pb2.ForgetUserRequest(user_id=user_id))
+
+    def set_personalization(self, user_id: str, personalized: bool) -> marketing_pb2.SetPersonalizationResponse:
+        return self._call(
+            self.marketing.SetPersonalization, marketing_pb2.SetPersonalizationRequest(user_id=user_id, personalized=personalized)
+        )
 
     def close(self) -> None:
         self.channel.close()

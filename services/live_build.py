@@ -91,6 +91,11 @@ class LiveBuild(Generic[State]):
         with self._lock:
             return list(self._loaded)
 
+    def loaded(self) -> list[State]:
+        """Every build this replica holds (to drop what they cache about a forgotten shopper)."""
+        with self._lock:
+            return list(self._loaded.values())
+
     def close(self) -> None:
         self._stop.set()
         self._loader.shutdown(wait=False, cancel_futures=True)

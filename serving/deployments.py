@@ -13,6 +13,7 @@ from serving import messages
 from serving.metrics import CopyMetrics
 from serving.served_build import CopyBuild, copy_build, recommend_build
 from services.config import TailorConfig
+from services.shopper_rights import RightsView, ShopperRights
 from services.copywriting.engine import LLMEngine
 from services.copywriting.facts import CopyFacts
 from services.copywriting.hooks import HOOK_REGEX, hook_key
@@ -148,6 +149,13 @@ class CopyWriter:
         self.feedback = feedback
         self.secret = secret_from(self.config.state_path(self.config.copywriting.variant_secret_path))
         self.metrics = CopyMetrics()
+        # Copy cached for a shopper who is then forgotten must go within a second.
+        self.rights = RightsView(ShopperRights.from_config(self.config), self.config.rights.poll_s, lambda _: self.drop_cached_copy())
+
+    def drop_cached_copy(self) -> None:
+        for served in self.builds.loaded():
+            served.writer.copy_cache.clear()
+            served.writer.hook_cache.clear()
 
     async def request(self, request: copy_pb2.GenerateRequest) -> tuple[CopyBuild, CopyFacts, int, bool]:
         """The request's fields checked (INVALID_ARGUMENT / NOT_FOUND naming the field), as
@@ -238,6 +246,9 @@ class Feedback:
 
     def record(self, user_id: str, variant_id: str, event: str, tag: VariantTag) -> None:
         self.loop.record(user_id, variant_id, event, tag)
+
+    def forget(self, user_id: str) -> int:
+        return self.loop.forget(user_id)
 
     def stats(self) -> dict:
         return {"arms": self.loop.stats(), "lift": self.loop.lift()}

@@ -23,10 +23,14 @@ from serving import messages
 from serving.metrics import RequestMetrics
 from serving.served_build import recommend_build
 from services.feedback.variant_ids import read_variant, secret_from
+from services.campaigns.contact_log import ContactLog
+from services.campaigns.outbox import forget_in_outboxes
 from services.config import TailorConfig
 from services.errors import InvalidArgument, NotFound, Overloaded, Unavailable, excerpt
 from services.insights.description import describe_shopper
 from services.live_build import LiveBuild
+from services.recommend.flow import ShopperQuery, unpersonalized
+from services.shopper_rights import RightsView, ShopperRights
 from tailor.v1 import (
     copy_pb2,
     embedding_pb2,
@@ -89,6 +93,13 @@ class Marketing:
         self.metrics = RequestMetrics()
         self.metrics.keep_reporting_build(lambda: self.builds.current_id)
         self.waiting = 0  # Recommends admitted but not yet started (see admit)
+        # Forgotten and non-personalized shoppers, re-read within rights.poll_s of a change
+        # made by any replica or the command line.
+        self.rights = RightsView(ShopperRights.from_config(self.config), self.config.rights.poll_s, lambda _: self.drop_cached_profiles())
+
+    def drop_cached_profiles(self) -> None:
+        for served in self.builds.loaded():
+            served.drop_cached_profiles()
 
     async def answer(self, rpc: str, context: RayServegRPCContext, empty: Response, call: Callable[[], Awaitable[Response]]) -> Response:
         """Run one RPC; a failure becomes a status code and a short message naming the field.
@@ -121,6 +132,10 @@ class Marketing:
         messages.language_name(request.language)
         messages.tone(request.tone)
         promotion = messages.promotion(request.promotion, date.today())
+        self.rights.check(query.user_id)
+        personalized = self.rights.personalized(query.user_id)
+        if not personalized:
+            query = unpersonalized(query)
         await self.admit()
 
         # One build for the whole request, the copy included, whatever is published meanwhile.
@@ -129,7 +144,7 @@ class Marketing:
         shopper, candidates = served.flow.candidates(query)
         self.metrics.gathered(candidates.ranks)
         ranked = served.flow.rank(shopper, candidates, query.k)
-        response = marketing_pb2.RecommendResponse(build_id=build_id, items=messages.ranked_messages(ranked, served.items))
+        response = marketing_pb2.RecommendResponse(build_id=build_id, items=messages.ranked_messages(ranked, served.items), personalized=personalized)
         profile = served.profile(query.user_id) if query.user_id else None
         if profile is not None:
             response.profile.CopyFrom(profile)
@@ -160,7 +175,8 @@ class Marketing:
 
     async def copy_for(self, user_id: str, headline, request, note: str | None, build_id: str) -> copy_pb2.CopyVariant:
         """One variant about the headline item, in the arm the feedback loop picks; without the
-        promotion when the flow said it does not apply (the note says why)."""
+        promotion when the flow said it does not apply (the note says why). `request` is a
+        Recommend or ScoreUsers request (channel, language, promotion, tone)."""
         generated = await self.copywriter.Generate.remote(
             copy_pb2.GenerateRequest(
                 user_id=user_id,
@@ -168,7 +184,7 @@ class Marketing:
                 channel=request.channel,
                 language=request.language,
                 promotion=None if note else request.promotion,
-                tone=request.tone,
+                tone=getattr(request, "tone", ""),
                 n_variants=1,
                 reason=headline.reasons[0] if headline.reasons else "",
                 build_id=build_id,
@@ -184,6 +200,7 @@ class Marketing:
 
     async def describe_user(self, request: marketing_pb2.DescribeUserRequest) -> marketing_pb2.DescribeUserResponse:
         user_id = messages.check_user_id(request.user_id, self.config.serving)
+        self.rights.check(user_id)
         _, served = self.builds.pinned("")
         return messages.description_message(describe_shopper(served.artifacts, user_id))
 
@@ -193,18 +210,34 @@ class Marketing:
         return await self.answer("Embed", grpc_context, embedding_pb2.EmbedResponse(), lambda: self.embedder.Embed.remote(request))
 
     async def Retrieve(self, request, grpc_context: RayServegRPCContext):
-        return await self.answer("Retrieve", grpc_context, retrieval_pb2.RetrieveResponse(), lambda: self.retriever.Retrieve.remote(request))
+        return await self.answer("Retrieve", grpc_context, retrieval_pb2.RetrieveResponse(), lambda: self.for_shopper(request, self.retriever.Retrieve))
 
     async def IndexInfo(self, request, grpc_context: RayServegRPCContext):
         return await self.answer("IndexInfo", grpc_context, retrieval_pb2.IndexInfoResponse(), lambda: self.retriever.IndexInfo.remote(request))
 
     async def Rank(self, request, grpc_context: RayServegRPCContext):
-        return await self.answer("Rank", grpc_context, ranking_pb2.RankResponse(), lambda: self.ranker.Rank.remote(request))
+        return await self.answer("Rank", grpc_context, ranking_pb2.RankResponse(), lambda: self.for_shopper(request, self.ranker.Rank))
 
     async def Generate(self, request, grpc_context: RayServegRPCContext):
-        return await self.answer("Generate", grpc_context, copy_pb2.GenerateResponse(), lambda: self.copywriter.Generate.remote(request))
+        return await self.answer("Generate", grpc_context, copy_pb2.GenerateResponse(), lambda: self.for_shopper(request, self.copywriter.Generate))
 
-    # --- Health and the RPCs of later issues ----------------------------------------------
+    async def for_shopper(self, request, method):
+        """A leaf call about a shopper: NOT_FOUND once they are forgotten; copy for one who
+        turned personalization off is written without their profile."""
+        user_id = request.user_id.strip()
+        self.rights.check(user_id)
+        if isinstance(request, copy_pb2.GenerateRequest) and not self.rights.personalized(user_id):
+            request = self.anonymous(request)
+        return await method.remote(request)
+
+    @staticmethod
+    def anonymous(request: copy_pb2.GenerateRequest) -> copy_pb2.GenerateRequest:
+        copy = copy_pb2.GenerateRequest()
+        copy.CopyFrom(request)
+        copy.user_id = ""
+        return copy
+
+    # --- Health and feedback ----------------------------------------------
 
     def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext):
         # Reached only once every deployment of the application is up (Serve routes to a
@@ -218,6 +251,7 @@ class Marketing:
         """What a shopper did with a variant, for the bandit: the id's signature is checked here
         (a forged one is INVALID_ARGUMENT), the rest by the loop's one owner."""
         user_id = messages.check_user_id(request.user_id, self.config.serving) if request.user_id.strip() else ""
+        self.rights.check(user_id)
         event = messages.feedback_event(request.event_type)
         tag = read_variant(request.variant_id.strip(), self.secret)
         if request.item_id.strip() and request.item_id.strip() != tag.item_id:
@@ -225,22 +259,119 @@ class Marketing:
         await self.feedback.record.remote(user_id, request.variant_id.strip(), event, tag)
         return marketing_pb2.RecordFeedbackResponse()
 
-    async def ForgetUser(self, request, grpc_context: RayServegRPCContext):
-        return self.unimplemented("ForgetUser", grpc_context, marketing_pb2.ForgetUserResponse())
+    # --- The shopper's rights ---------------------------------------------------------------
 
-    async def ScoreUsers(self, request, grpc_context: RayServegRPCContext):
-        self.unimplemented("ScoreUsers", grpc_context, None)
-        # A stream that yields nothing never carries its status through the proxy: raise after
-        # setting the code, and the proxy keeps the code we set.
-        raise NotImplementedError("ScoreUsers")
-        yield  # noqa: makes this a generator, as the streaming RPC requires
+    async def ForgetUser(self, request, grpc_context: RayServegRPCContext):
+        return await self.answer("ForgetUser", grpc_context, marketing_pb2.ForgetUserResponse(), lambda: self.forget_user(request))
+
+    async def forget_user(self, request: marketing_pb2.ForgetUserRequest) -> marketing_pb2.ForgetUserResponse:
+        """The tombstone first (every replica refuses the shopper within rights.poll_s, this one
+        at once, and every later build leaves them out), then what other stores hold of them:
+        the bandit's variants, the contact log, campaign outboxes. Forgetting an id no build
+        knows is accepted too: a later build could learn it from the event log."""
+        user_id = messages.check_user_id(request.user_id, self.config.serving)
+        key = self.rights.rights.forget(user_id)
+        self.rights.refresh()
+        await self.feedback.forget.remote(user_id)
+        await asyncio.to_thread(forget_in_campaigns, self.config, user_id, key)
+        return marketing_pb2.ForgetUserResponse()
+
+    async def SetPersonalization(self, request, grpc_context: RayServegRPCContext):
+        return await self.answer(
+            "SetPersonalization", grpc_context, marketing_pb2.SetPersonalizationResponse(), lambda: self.set_personalization(request)
+        )
+
+    async def set_personalization(self, request: marketing_pb2.SetPersonalizationRequest) -> marketing_pb2.SetPersonalizationResponse:
+        user_id = messages.check_user_id(request.user_id, self.config.serving)
+        self.rights.check(user_id)
+        await asyncio.to_thread(self.rights.rights.set_personalized, user_id, request.personalized)
+        self.rights.refresh()
+        return marketing_pb2.SetPersonalizationResponse(personalized=request.personalized)
+
+    # --- Streams ------------------------------------------------------------------------------
+
+    async def ScoreUsers(self, request: marketing_pb2.ScoreUsersRequest, grpc_context: RayServegRPCContext):
+        async for response in self.stream("ScoreUsers", grpc_context, self.score_users(request)):
+            yield response
+
+    async def score_users(self, request: marketing_pb2.ScoreUsersRequest):
+        """One response per shopper, in order; a shopper that cannot be scored gets its status in
+        its response and the stream goes on. The whole request is checked before the first."""
+        limits = self.config.serving
+        k = messages.check_k(request.k, limits)
+        messages.channel_name(request.channel)
+        messages.language_name(request.language)
+        promotion = messages.promotion(request.promotion, date.today())
+        item_filter = messages.item_filter(request.filter, limits)
+        build_id, served = self.builds.pinned("")
+        targets = self.score_targets(request, served, limits)
+        for position, user_id in enumerate(targets):
+            response = marketing_pb2.ScoreUsersResponse(user_id=user_id[: limits.max_id_chars], build_id=build_id)
+            try:
+                user_id = messages.check_user_id(user_id, limits, f"user_ids[{position}]")
+                self.rights.check(user_id, f"user_ids[{position}]")
+                response.personalized = self.rights.personalized(user_id)
+                query = ShopperQuery(user_id=user_id, k=k, item_filter=item_filter, exclude_purchased=request.exclude_purchased)
+                ranked = served.flow.recommend(query if response.personalized else unpersonalized(query))
+                response.items.extend(messages.ranked_messages(ranked, served.items))
+                if ranked and request.with_copy:
+                    headline, note = served.flow.headline(ranked, promotion.amount_off)
+                    copy_user = user_id if response.personalized else ""
+                    response.copy.CopyFrom(await self.copy_for(copy_user, response.items[headline], request, note, build_id))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - one shopper's failure is theirs, not the stream's
+                code, details = status_of(error)
+                del response.items[:]
+                response.ClearField("copy")
+                response.code, response.message = code.value[0], details
+            yield response
+            await asyncio.sleep(0)  # a long stream leaves room for the replica's other requests
+
+    def score_targets(self, request: marketing_pb2.ScoreUsersRequest, served, limits) -> list[str]:
+        """The shoppers a ScoreUsers call names, or every shopper of its segment (the forgotten
+        left out), within the per-call bound."""
+        segment = request.segment.strip()
+        if request.user_ids and segment:
+            raise InvalidArgument("segment", "give user_ids or a segment, not both")
+        if not request.user_ids and not segment:
+            raise InvalidArgument("user_ids", "name the shoppers, or give a segment")
+        bound = limits.max_score_users_with_copy if request.with_copy else limits.max_score_users
+        field_name = "segment" if segment else "user_ids"
+        if segment:
+            names = served.artifacts.users["segment"].astype(str)
+            if not (names == segment).any():
+                known = ", ".join(sorted(names.unique())[:20])
+                raise NotFound("segment", f"no segment {excerpt(segment)} in build {served.build_id}; it has: {known}")
+            targets = [u for u in served.artifacts.users.loc[names == segment, "user_id"].astype(str) if not self.rights.forgotten(u)]
+        else:
+            targets = [u.strip() for u in request.user_ids]
+        if len(targets) > bound:
+            copy_note = " with copy" if request.with_copy else ""
+            raise InvalidArgument(
+                field_name, f"names {len(targets)} shoppers; at most {bound} per call{copy_note} (more is a campaign: tailor campaign)"
+            )
+        return targets
 
     async def GenerateStream(self, request, grpc_context: RayServegRPCContext):
-        started, code = time.perf_counter(), grpc.StatusCode.OK
-        stream = self.copywriter.options(stream=True).GenerateStream.remote(request)
-        try:
-            async for chunk in stream:
+        async def chunks():
+            user_id = request.user_id.strip()
+            self.rights.check(user_id)
+            wanted = request if self.rights.personalized(user_id) else self.anonymous(request)
+            async for chunk in self.copywriter.options(stream=True).GenerateStream.remote(wanted):
                 yield chunk
+
+        async for chunk in self.stream("GenerateStream", grpc_context, chunks()):
+            yield chunk
+
+    async def stream(self, rpc: str, grpc_context: RayServegRPCContext, responses):
+        """A server stream: a failure before or between responses becomes its status. The proxy
+        keeps the code set here when the stream then raises (a stream that yields nothing
+        otherwise never carries its status through the proxy)."""
+        started, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            async for response in responses:
+                yield response
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
@@ -248,13 +379,17 @@ class Marketing:
             code, details = status_of(error)
             grpc_context.set_code(code)
             grpc_context.set_details(details)
-            # The proxy keeps the code set here when the stream then raises.
             raise
         finally:
-            self.metrics.answered("GenerateStream", code.name, time.perf_counter() - started)
+            self.metrics.answered(rpc, code.name, time.perf_counter() - started)
 
-    @staticmethod
-    def unimplemented(rpc: str, grpc_context: RayServegRPCContext, empty):
-        grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        grpc_context.set_details(f"{rpc} is part of the contract but not implemented in this version of Tailor")
-        return empty
+
+def forget_in_campaigns(config: TailorConfig, user_id: str, key: str) -> None:
+    """A forgotten shopper out of the contact log and every campaign outbox written so far."""
+    settings = config.campaign
+    contacts = ContactLog(config.state_path(settings.contact_log_path))
+    try:
+        contacts.forget(key)
+    finally:
+        contacts.close()
+    forget_in_outboxes(config.state_path(settings.outboxes_path), user_id)

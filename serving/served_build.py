@@ -45,6 +45,10 @@ class RecommendBuild:
                 self._profiles.popitem(last=False)
         return summary
 
+    def drop_cached_profiles(self) -> None:
+        """After a shopper is forgotten: no summary of them stays in memory."""
+        self._profiles.clear()
+
     def warm(self) -> "RecommendBuild":
         """One real request on the busiest shopper (loads every lazy table the path reads)."""
         users = self.artifacts.users

@@ -70,6 +70,9 @@ class FeedbackLoop:
     def close(self) -> None:
         self._store.close()
 
+    def forget(self, user_id: str) -> int:
+        return self._store.forget_user(user_id)
+
     def __enter__(self) -> FeedbackLoop:
         return self
 

@@ -132,6 +132,18 @@ class FeedbackStore:
             elif self._tag(variant_id) != tag:
                 raise InvalidArgument("variant_id", "was issued before with a different tag")
 
+    def forget_user(self, user_id: str) -> int:
+        """Delete a forgotten shopper's variants (their ids encode the shopper). The arms' and
+        groups' counts keep what those variants earned: they name no one, and the bandit's
+        evidence stays, so from here on the counts may exceed what the variants table holds.
+        Deleted pages are zeroed and the write-ahead log emptied, so no file keeps the id."""
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            with self._transaction():
+                removed = self._db.execute("DELETE FROM variants WHERE user_id = ?", (user_id,)).rowcount
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
+
     def tag(self, variant_id: str) -> VariantTag | None:
         with self._lock:
             return self._tag(variant_id)

@@ -12,7 +12,7 @@ class, on the build it holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,6 +39,12 @@ class ShopperQuery:
     cold_start: bool = False
     # An anonymous session's recently viewed items.
     context_item_ids: tuple[str, ...] = ()
+
+
+def unpersonalized(query: ShopperQuery) -> ShopperQuery:
+    """The same request without the shopper, for one who turned personalization off: the
+    cold-start path's popular and trending products, nothing of their profile or session."""
+    return replace(query, user_id="", cold_start=True, context_item_ids=(), exclude_purchased=False)
 
 
 @dataclass(frozen=True)
