@@ -26,6 +26,9 @@ def sample_config(tmp_path_factory) -> TailorConfig:
         serving={"grpc_port": grpc_port, "http_port": http_port, "metrics_port": metrics_port},
         # The model's words on, so the tests exercise that path (the shipped default is off).
         copywriting={"feedback_path": state / "feedback.sqlite", "variant_secret_path": state / "variant_secret", "model_words": True},
+        # Shoppers' rights, contact log and outbox list of this session only.
+        rights={"path": state / "shopper_rights.sqlite", "salt_path": state / "shopper_salt"},
+        campaign={"contact_log_path": state / "contacts.sqlite", "outboxes_path": state / "outboxes.txt"},
     )
 
 

@@ -307,17 +307,6 @@ def test_bad_requests_name_their_field(live_tailor, best_user):
     assert len(live_tailor.recommend(best_user, k=2, skip_copy=True).items) == 2
 
 
-def test_later_rpcs_answer_unimplemented(live_tailor, best_user):  # ForgetUser and ScoreUsers
-    unary = lambda: live_tailor._call(live_tailor.marketing.ForgetUser, marketing_pb2.ForgetUserRequest(user_id=best_user))
-    code, details = status_of(unary)
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "ForgetUser" in details
-    stream = lambda: list(
-        live_tailor.marketing.ScoreUsers(marketing_pb2.ScoreUsersRequest(user_ids=[best_user], k=3), metadata=live_tailor.metadata, timeout=30)
-    )
-    code, details = status_of(stream)
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "ScoreUsers" in details
-
-
 def test_missing_application_metadata_still_reaches_the_only_app(live_tailor):
     stub_response = live_tailor.embedding.Embed(embedding_pb2.EmbedRequest(texts=["tea"]), timeout=30)
     assert stub_response.dimension == 384
