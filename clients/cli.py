@@ -29,12 +29,17 @@ err = Console(stderr=True)
 
 def _register_command_groups() -> None:
     """Commands that live in modules of their own (imported lazily inside, so --help stays fast)."""
+    from clients.audit_command import audit_command
+    from clients.campaign_command import campaign_command, opt_out_command
     from clients.kube import kube_app
     from clients.loadtest import loadtest_command, loadtest_requests_command
 
     app.add_typer(kube_app, name="k8s")
     app.command("loadtest")(loadtest_command)
     app.command("loadtest-requests")(loadtest_requests_command)
+    app.command("audit")(audit_command)
+    app.command("campaign")(campaign_command)
+    app.command("opt-out")(opt_out_command)
 
 
 _register_command_groups()
@@ -318,17 +323,20 @@ def describe(
 def report(
     artifacts: Optional[Path] = ArtifactsOption,
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML page to write (self-contained: opens offline)."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", help="Add a campaign's section: its outcome counts and `tailor audit` findings."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Write the marketing report of the published build: segments, RFM, forecasts, rules, propensity, data quality."""
+    """Write the marketing report of the published build: segments, RFM, forecasts, rules, propensity, data quality (and a campaign with --outbox)."""
     from clients.report import write_report
-    from services.errors import Unavailable
+    from services.errors import TailorError, Unavailable
 
     settings = config_for(config, artifacts_dir=artifacts)
     try:
-        path = write_report(settings.artifacts_dir, out.resolve())
+        path = write_report(settings.artifacts_dir, out.resolve(), outbox.resolve() if outbox else None)
     except Unavailable as error:
         fail(str(error))
+    except TailorError as error:  # an outbox that cannot be audited
+        fail(str(error), 2)
     console.print(f"Report written to {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser.")
 
 

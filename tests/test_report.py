@@ -405,3 +405,88 @@ def test_write_report_replaces_the_page_whole(tmp_path):
     assert write_report(tmp_path / "artifacts", out) == out
     assert out.read_text().startswith("<!DOCTYPE html>") and out.read_text().rstrip().endswith("</html>")
     assert [path.name for path in out.parent.iterdir()] == ["report.html"]  # no staging file left behind
+
+
+# ---- a campaign's section (`tailor report --outbox`): services/campaigns/price_audit.py ----------
+
+
+def campaign_outbox(tmp_path: Path, hostile: str = "<b>SKU</b> & co") -> Path:
+    """An outbox with one segment-targeted discount on a product whose id needs escaping."""
+    from test_price_audit import message, rule, write_items, write_outbox
+
+    artifacts = write_items(tmp_path / "campaign-artifacts", {"i1": 80, hostile: 20})
+    targeted = rule("vip15", 15.0, segment="high-value")
+    rows = [message(f"h{i}", item_id=hostile, segment="<i>high</i>", promotion=targeted, offered_price=8.5) for i in range(3)]
+    rows += [message(f"p{i}", item_id="i1", segment="promising") for i in range(5)]
+    return write_outbox(tmp_path / "outbox", rows, artifacts=artifacts)
+
+
+def campaign_page(tmp_path: Path) -> str:
+    from dataclasses import replace
+
+    from clients.report.campaign import load_campaign
+
+    data = load_report_data(build_folder(tmp_path / "build"))
+    return render_report(replace(data, campaign=load_campaign(campaign_outbox(tmp_path))))
+
+
+def test_a_campaign_adds_its_outcomes_violations_and_exposure_escaped(tmp_path):
+    page = campaign_page(tmp_path)
+    assert '<a href="#campaign">' in page and "could not be drawn" not in page
+    text = section_text(page, "campaign")
+    assert "held back by a frequency cap" in text and "<td class=num>2</td>" in text  # summary.json's capped
+    assert '<p class="bad">1 violations.</p>' in text and "targeted_condition" in text and "vip15" in text
+    assert "&lt;b&gt;SKU&lt;/b&gt; &amp; co" in text and "<b>SKU" not in page.replace(get_plotlyjs(), "")
+    assert "&lt;i&gt;high&lt;/i&gt;" in text and "<i>high" not in page
+    assert "37.5 %" in text  # 3 of 8 headline products are the long-tail one
+    assert "segment: high-value" in text  # the rule's conditions, as used
+
+
+def test_a_page_without_an_outbox_has_no_campaign_section(tmp_path):
+    page = page_of(build_folder(tmp_path / "build"))
+    assert 'id="campaign"' not in page and "#campaign" not in page
+
+
+def test_the_report_reads_a_fresh_audit_json_and_audits_again_after_the_campaign_changed(tmp_path):
+    from clients.report.campaign import load_campaign
+    from services.campaigns.price_audit import AUDIT_FILE, audit_outbox
+
+    outbox = campaign_outbox(tmp_path)
+    audit_outbox(outbox)
+    written = json.loads((outbox / AUDIT_FILE).read_text())
+    (outbox / AUDIT_FILE).write_text(json.dumps({**written, "campaign_id": "from-audit-json"}))
+    assert load_campaign(outbox)["campaign_id"] == "from-audit-json"
+    os.utime(outbox / AUDIT_FILE, (1, 1))  # older than the outbox's files: written before the campaign changed
+    assert load_campaign(outbox)["campaign_id"] == "c1"
+
+
+def test_tailor_report_with_an_outbox_writes_the_campaign_section(tmp_path):
+    from typer.testing import CliRunner
+
+    from clients.cli import app
+
+    build = build_folder(tmp_path / "artifacts" / "builds" / "b1")
+    (tmp_path / "artifacts" / "current").symlink_to(build.relative_to(tmp_path / "artifacts"))
+    outbox, out = campaign_outbox(tmp_path), tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--artifacts", str(tmp_path / "artifacts"), "--outbox", str(outbox), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "vip15" in section_text(out.read_text(), "campaign")
+    bad = CliRunner().invoke(app, ["report", "--artifacts", str(tmp_path / "artifacts"), "--outbox", str(tmp_path), "--out", str(out)])
+    assert bad.exit_code == 2 and "not a campaign outbox" in bad.output
+
+
+@needs_chromium
+def test_headless_chromium_shows_the_campaign_section_with_no_script_error(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "campaign.html"
+    path.write_text(campaign_page(tmp_path), encoding="utf-8")
+    driver = open_in_chromium(path, tmp_path / "chromium-profile")
+    try:
+        section = driver.find_element(By.ID, "campaign")
+        assert section.is_displayed() and "Campaign and price audit" in section.find_element(By.TAG_NAME, "h2").text
+        assert "<b>SKU</b> & co" in section.text  # the escaped id reads as written
+        assert driver.execute_script("return window.__reportErrors") == []
+        assert [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()

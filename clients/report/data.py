@@ -32,6 +32,7 @@ class ReportData:
     propensity: dict | None             # insights.propensity Propensity.report()
     trends: dict | None                 # insights.trends MarketTrends.report()
     rules: dict | None                  # insights.basket_rules BasketRules.report()
+    campaign: dict | None = None        # a campaign's audit (price_audit.Audit.to_dict()), with --outbox
 
 
 def load_report_data(build_dir: Path) -> ReportData:

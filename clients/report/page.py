@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
+from clients.report.campaign import campaign_section, load_campaign
 from clients.report.data import ReportData, load_report_data
 from clients.report.format import esc
 from clients.report.sections import SECTIONS
@@ -40,15 +42,18 @@ window.addEventListener("unhandledrejection", function (e) { window.__reportErro
 
 def render_report(data: ReportData) -> str:
     build_id = data.manifest.get("build_id", data.build_dir.name)
+    shown = dict(SECTIONS)
+    if data.campaign is not None:  # only with --outbox: a build's page has no campaign of its own
+        shown["campaign"] = ("Campaign and price audit", campaign_section)
     sections = []
-    for section_id, (title, render) in SECTIONS.items():
+    for section_id, (title, render) in shown.items():
         try:
             body = render(data)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             # An unexpected shape of one part must not take the other sections down with it.
             body = f'<p class="na">This section could not be drawn from this build ({esc(type(error).__name__)}: {esc(error)}).</p>'
         sections.append(f'<section id="{section_id}"><h2>{esc(title)}</h2>{body}</section>')
-    nav = "".join(f'<a href="#{section_id}">{esc(title)}</a>' for section_id, (title, _) in SECTIONS.items())
+    nav = "".join(f'<a href="#{section_id}">{esc(title)}</a>' for section_id, (title, _) in shown.items())
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -60,11 +65,15 @@ def render_report(data: ReportData) -> str:
     )
 
 
-def write_report(artifacts_dir: Path, out: Path) -> Path:
-    """Write the page for the build published under artifacts_dir to `out`, all or nothing.
+def write_report(artifacts_dir: Path, out: Path, outbox: Path | None = None) -> Path:
+    """Write the page for the build published under artifacts_dir to `out`, all or nothing;
+    with `outbox`, a campaign section from its audit (audit.json, or audited now).
 
-    Raises Unavailable when nothing is published there."""
+    Raises Unavailable when nothing is published there; what audit_outbox raises for an
+    outbox that cannot be audited."""
     data = load_report_data(current_build_dir(Path(artifacts_dir)))
+    if outbox is not None:
+        data = replace(data, campaign=load_campaign(Path(outbox), Path(artifacts_dir)))
     page = render_report(data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
