@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from services.sqlite_writes import write_transaction
 from services.errors import DataFileError, InvalidArgument, NotFound, excerpt
 
 SALT_BYTES = 32
@@ -104,15 +105,9 @@ class ShopperRights:
         return db
 
     def _write(self, statement: str, params: tuple) -> None:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._connection()) as db:
             db.execute(statement, params)
             db.execute("UPDATE changes SET n = n + 1 WHERE id = 1")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     # --- the three rights ----------------------------------------------------------------------
 
@@ -133,9 +128,7 @@ class ShopperRights:
         if channel not in CHANNELS:
             raise InvalidArgument("channel", f"one of {', '.join(CHANNELS)}; got {excerpt(channel)}")
         keys = self.keys(user_ids)
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._connection()) as db:
             before = db.total_changes
             if opted_out:
                 db.executemany("INSERT OR IGNORE INTO opted_out VALUES (?, ?, ?)", [(k, channel, time.time()) for k in keys])
@@ -143,10 +136,6 @@ class ShopperRights:
                 db.executemany("DELETE FROM opted_out WHERE user_key = ? AND channel = ?", [(k, channel) for k in keys])
             changed = db.total_changes - before
             db.execute("UPDATE changes SET n = n + 1 WHERE id = 1")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return changed
 
     # --- reading -------------------------------------------------------------------------------

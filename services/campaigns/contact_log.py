@@ -26,12 +26,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
+from services.sqlite_writes import write_transaction
 from services.errors import DataFileError, InvalidArgument
 
 SCHEMA_VERSION = 1
@@ -88,15 +88,8 @@ class ContactLog:
                 self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
     def _transaction(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return write_transaction(self._db)
 
     def close(self) -> None:
         with self._lock:

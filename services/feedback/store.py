@@ -26,9 +26,9 @@ import fcntl
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
+from services.sqlite_writes import write_transaction
 from services.errors import DataFileError, InvalidArgument, NotFound, Unavailable
 from services.feedback.variant_ids import VariantTag
 
@@ -95,15 +95,8 @@ class FeedbackStore:
             self._db.executemany("INSERT OR IGNORE INTO groups (name) VALUES (?)", [(g,) for g in GROUPS])
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
     def _transaction(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return write_transaction(self._db)
 
     def close(self) -> None:
         with self._lock:
