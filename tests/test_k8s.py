@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ OVERLAYS = ("cpu-dev", "gpu-prod")
 # A release kubernetes-validate bundles schemas for (it holds 1.25 to 1.37).
 KUBERNETES_VERSION = "1.33"
 VOLUME_MOUNT = PurePosixPath("/mnt/tailor")
+CAMPAIGN_JOB = ROOT / "k8s" / "jobs" / "campaign.yaml"
 # What KubeRay's RayService controller knows (RayServiceUpgradeType in ray-operator/apis/ray/v1/rayservice_types.go);
 # the CRD itself types the field as a free string.
 UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
@@ -114,28 +116,57 @@ def closed(schema: dict) -> dict:
     return schema
 
 
+# KubeRay's kinds and the file of ../shared/k8s-schemas holding each one's CRD.
+CRDS = {"RayService": "ray.io_rayservices.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+
+
 @functools.cache
-def rayservice_validator() -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((SCHEMAS / "ray.io_rayservices.yaml").read_text())
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((SCHEMAS / CRDS[kind]).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return jsonschema.Draft7Validator(closed(version["schema"]["openAPIV3Schema"]))
 
 
-def rayservice_errors(document: dict) -> list[str]:
-    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in rayservice_validator().iter_errors(document)]
+def crd_errors(document: dict) -> list[str]:
+    validator = crd_validator(document["kind"])
+    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(document)]
 
 
 def validate(document: dict) -> None:
     """Raise if the API server (strict field validation) would refuse `document`."""
-    if document["kind"] == "RayService":
-        errors = rayservice_errors(document)
-        assert not errors, "RayService refused by KubeRay's CRD schema:\n" + "\n".join(errors)
+    if document["kind"] in CRDS:
+        errors = crd_errors(document)
+        assert not errors, f"{document['kind']} refused by KubeRay's CRD schema:\n" + "\n".join(errors)
     else:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
 def under(path: str | Path, folder: PurePosixPath) -> bool:
     return PurePosixPath(str(path)).is_relative_to(folder)
+
+
+def campaign_job() -> dict:
+    (job,) = yaml.safe_load_all(CAMPAIGN_JOB.read_text())
+    return job
+
+
+def campaign_ray_pod_templates(job: dict) -> dict[str, dict]:
+    cluster = job["spec"]["rayClusterSpec"]
+    return {"head": cluster["headGroupSpec"]["template"], **{g["groupName"]: g["template"] for g in cluster["workerGroupSpecs"]}}
+
+
+def campaign_options(job: dict) -> dict:
+    """The entrypoint's options as `tailor campaign` parses them: an unknown option, a missing
+    required one or a value of the wrong type is refused here as it would be on the cluster."""
+    import typer.main
+
+    from clients.cli import app
+
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:2] == ["tailor", "campaign"], argv
+    command = typer.main.get_command(app).commands["campaign"]
+    with command.make_context("tailor campaign", argv[2:]) as context:
+        return context.params
 
 
 # Validation: the manifests are ones a cluster accepts, and a broken one is refused.
@@ -157,15 +188,30 @@ def test_the_build_job_validates():
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
 
 
+def test_the_campaign_job_validates_as_a_rayjob_with_core_pod_templates():
+    job = campaign_job()
+    validate(job)
+    templates = {**campaign_ray_pod_templates(job), "submitter": job["spec"]["submitterPodTemplate"]}
+    for name, template in templates.items():
+        pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"campaign-{name}"}, "template": template}
+        kubernetes_validate.validate(pod_template, KUBERNETES_VERSION, strict=True)
+    misspelt = copy.deepcopy(job)
+    misspelt["spec"]["shutdownAfterJobFinish"] = misspelt["spec"].pop("shutdownAfterJobFinishes")
+    assert any("shutdownAfterJobFinish" in error for error in crd_errors(misspelt))
+    wrong_type = copy.deepcopy(job)
+    wrong_type["spec"]["ttlSecondsAfterFinished"] = "300"
+    assert any("ttlSecondsAfterFinished" in error for error in crd_errors(wrong_type))
+
+
 def test_a_broken_rayservice_is_refused():
     rayservice = rendered("gpu-prod").rayservice
-    assert rayservice_errors(rayservice) == []
+    assert crd_errors(rayservice) == []
     wrong_type = copy.deepcopy(rayservice)
     wrong_type["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = "yes"
-    assert any("enableInTreeAutoscaling" in error and "boolean" in error for error in rayservice_errors(wrong_type))
+    assert any("enableInTreeAutoscaling" in error and "boolean" in error for error in crd_errors(wrong_type))
     misspelt = copy.deepcopy(rayservice)
     misspelt["spec"]["rayClusterConfig"]["workerGroupSpec"] = misspelt["spec"]["rayClusterConfig"].pop("workerGroupSpecs")
-    assert any("workerGroupSpec" in error for error in rayservice_errors(misspelt))
+    assert any("workerGroupSpec" in error for error in crd_errors(misspelt))
 
 
 def test_a_broken_core_manifest_is_refused():
@@ -426,8 +472,97 @@ def test_the_build_job_writes_where_the_overlays_read(overlay):
     assert volume["persistentVolumeClaim"]["claimName"] == overlay.one("PersistentVolumeClaim")["metadata"]["name"]
     assert [PurePosixPath(m["mountPath"]) for m in container["volumeMounts"]] == [VOLUME_MOUNT]
 
+def test_the_campaign_entrypoint_is_a_campaign_command_line_tailor_accepts():
+    from services.campaigns.plan import CHANNELS, LANGUAGES, parse_promotion
 
-def test_grpc_on_9000_is_served_to_the_ray_proxies(overlay):
+    job = campaign_job()
+    assert "\n" not in job["spec"]["entrypoint"]  # KubeRay puts it into a shell command line
+    options = campaign_options(job)
+    assert options["address"] == "auto"  # the driver runs on the RayJob's own head
+    assert options["everyone"] and options["copy"] is False and not options["dry_run"]
+    assert options["channel"] in CHANNELS and options["language"] in LANGUAGES
+    parse_promotion(options["promo"], "2000-01-01")  # an edited --promo must still parse
+
+
+def test_a_broken_campaign_entrypoint_is_refused():
+    job = campaign_job()
+    job["spec"]["entrypoint"] += " --ray-adress auto"
+    with pytest.raises(Exception, match="No such option: --ray-adress"):  # typer's own click's UsageError
+        campaign_options(job)
+
+
+def test_the_campaign_job_reads_and_writes_where_the_overlays_do(overlay):
+    from services.config import CampaignConfig, CopyConfig, RightsConfig
+
+    job = campaign_job()
+    claim = overlay.one("PersistentVolumeClaim")["metadata"]["name"]
+    args = overlay.application["args"]
+    envs = []
+    for group, template in campaign_ray_pod_templates(job).items():
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        (container,) = template["spec"]["containers"]
+        assert [(volumes[m["name"]]["persistentVolumeClaim"]["claimName"], PurePosixPath(m["mountPath"])) for m in container["volumeMounts"]] == [
+            (claim, VOLUME_MOUNT)
+        ], group
+        envs.append({e["name"]: e["value"] for e in container["env"]})
+    env = envs[0]
+    assert all(other == env for other in envs), "the head and the workers see one configuration"
+    assert PurePosixPath(env["TAILOR_HOME"]) == VOLUME_MOUNT
+    assert env["TAILOR_ARTIFACTS_DIR"] == args["artifacts_dir"] and env["TAILOR_LLM__MODEL"] == args["llm"]["model"]
+    options = campaign_options(job)
+    assert str(options["artifacts"]) == args["artifacts_dir"]
+    assert PurePosixPath(str(options["out"])).parent == VOLUME_MOUNT / "outbox"
+    # The state the campaign keeps (relative paths land under TAILOR_HOME) is on the volume, and the
+    # files it shares with serving's replicas are the very ones the overlays' args name.
+    home = PurePosixPath(env["TAILOR_HOME"])
+    for path in (CampaignConfig().contact_log_path, CampaignConfig().outboxes_path, RightsConfig().path, RightsConfig().salt_path):
+        assert not path.is_absolute() and under(home / path, VOLUME_MOUNT), path
+    for name in ("variant_secret_path", "feedback_path"):
+        assert str(home / getattr(CopyConfig(), name)) == args["copywriting"][name], name
+
+
+def test_a_campaign_runs_on_a_cluster_of_its_own_never_the_serving_one(overlay):
+    job = campaign_job()
+    spec = job["spec"]
+    assert "clusterSelector" not in spec and spec.get("submissionMode", "K8sJobMode") == "K8sJobMode"
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["rayClusterSpec"]["rayVersion"] == overlay.rayservice["spec"]["rayClusterConfig"]["rayVersion"]
+    selector = overlay.one("Service", "tailor-grpc")["spec"]["selector"]
+    for group, template in {**campaign_ray_pod_templates(job), "submitter": spec["submitterPodTemplate"]}.items():
+        labels = template["metadata"]["labels"]
+        assert not selector.items() <= {**labels, "ray.io/serve": "true"}.items(), f"{group} would receive gRPC traffic"
+        (container,) = template["spec"]["containers"]
+        resources = container["resources"]
+        assert resources["limits"]["cpu"] and resources["limits"]["memory"], group
+        if group != "submitter":
+            assert resources["requests"] == resources["limits"], group  # Ray counts the limits: reserve them
+
+
+def test_the_campaign_actors_fit_the_campaign_workers(monkeypatch):
+    from services.config import TailorConfig
+
+    job = campaign_job()
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # the actors go to the workers
+    (head,) = cluster["headGroupSpec"]["template"]["spec"]["containers"]
+    for variable in head["env"]:
+        if variable["name"] != "TAILOR_HOME":  # read once, at import (services/config.py)
+            monkeypatch.setenv(variable["name"], variable["value"])
+    # The driver reads the campaign's settings from the head's environment.
+    settings = TailorConfig().campaign
+    assert settings.actors == int(next(v["value"] for v in head["env"] if v["name"] == "TAILOR_CAMPAIGN__ACTORS"))
+
+    def cpus(group: dict) -> float:
+        (container,) = group["template"]["spec"]["containers"]
+        return float(group.get("rayStartParams", {}).get("num-cpus", container["resources"]["limits"]["cpu"]))
+
+    workers = cluster["workerGroupSpecs"]
+    assert all(g["minReplicas"] == g["replicas"] == g["maxReplicas"] for g in workers)  # no autoscaler: the size is fixed
+    assert settings.actor_cpus <= max(cpus(g) for g in workers)
+    assert settings.actors * settings.actor_cpus <= sum(g["replicas"] * cpus(g) for g in workers)
+
+
+def test_grpc_is_served_to_the_ray_proxies(overlay):
     assert overlay.serve_config["grpc_options"]["port"] == 9000
     service = overlay.one("Service", "tailor-grpc")
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(9000, 9000)]
