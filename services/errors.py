@@ -36,6 +36,10 @@ class NotFound(FieldError):
     """A user or item the request names is not in the published build."""
 
 
+class OptedOut(FieldError):
+    """The shopper said no to what the request would do (a channel they opted out of)."""
+
+
 class Unavailable(TailorError):
     """A model or artifact is not ready yet (loading, or no build published)."""
 

@@ -210,6 +210,9 @@ class RightsView:
     def personalized(self, user_id: str) -> bool:
         return not user_id or self.rights.key(user_id) not in self.current.unpersonalized
 
+    def opted_out(self, user_id: str, channel: str) -> bool:
+        return bool(user_id) and self.rights.key(user_id) in self.current.opted_out.get(channel, frozenset())
+
     def stop(self) -> None:
         self._stop.set()
 

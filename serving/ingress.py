@@ -26,7 +26,7 @@ from services.feedback.variant_ids import read_variant, secret_from
 from services.campaigns.contact_log import ContactLog
 from services.campaigns.outbox import forget_in_outboxes
 from services.config import TailorConfig
-from services.errors import InvalidArgument, NotFound, Overloaded, Unavailable, excerpt
+from services.errors import InvalidArgument, NotFound, OptedOut, Overloaded, Unavailable, excerpt
 from services.insights.description import describe_shopper
 from services.live_build import LiveBuild
 from services.recommend.flow import ShopperQuery, unpersonalized
@@ -47,6 +47,7 @@ STATUS_CODES = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    OptedOut: grpc.StatusCode.FAILED_PRECONDITION,
     BackPressureError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     # A leaf replica restarting or gone: worth a retry, as Ray's own proxy says.
     DeploymentUnavailableError: grpc.StatusCode.UNAVAILABLE,
@@ -299,7 +300,7 @@ class Marketing:
         its response and the stream goes on. The whole request is checked before the first."""
         limits = self.config.serving
         k = messages.check_k(request.k, limits)
-        messages.channel_name(request.channel)
+        channel = messages.channel_name(request.channel)
         messages.language_name(request.language)
         promotion = messages.promotion(request.promotion, date.today())
         item_filter = messages.item_filter(request.filter, limits)
@@ -310,6 +311,8 @@ class Marketing:
             try:
                 user_id = messages.check_user_id(user_id, limits, f"user_ids[{position}]")
                 self.rights.check(user_id, f"user_ids[{position}]")
+                if self.rights.opted_out(user_id, channel):
+                    raise OptedOut(f"user_ids[{position}]", f"the shopper opted out of {channel}")
                 response.personalized = self.rights.personalized(user_id)
                 query = ShopperQuery(user_id=user_id, k=k, item_filter=item_filter, exclude_purchased=request.exclude_purchased)
                 ranked = served.flow.recommend(query if response.personalized else unpersonalized(query))

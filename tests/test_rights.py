@@ -44,7 +44,7 @@ def by_purchases(sample_artifacts) -> list[str]:
     return sample_artifacts.users.sort_values(["purchase_count", "user_id"], ascending=False)["user_id"].astype(str).tolist()
 
 
-def test_score_users_streams_one_result_per_shopper_and_keeps_going(live_tailor, sample_artifacts, by_purchases):
+def test_score_users_streams_one_result_per_shopper_and_keeps_going(live_tailor, sample_artifacts, sample_config, by_purchases):
     asked = [by_purchases[0], "no-such-shopper", by_purchases[1], "x" * 500, by_purchases[2]]
     answers = list(live_tailor.score_users(asked, k=4))
     assert [a.user_id for a in answers][:3] == asked[:3] and len(answers) == 5
@@ -64,6 +64,16 @@ def test_score_users_streams_one_result_per_shopper_and_keeps_going(live_tailor,
     too_many = lambda: list(live_tailor.score_users([f"u{i}" for i in range(51)], with_copy=True))
     code, details = status_of(too_many)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 50" in details and "campaign" in details
+    # A shopper who opted out of the channel gets that status, and the others their lists.
+    rights = ShopperRights.from_config(sample_config)
+    rights.set_opted_out([by_purchases[1]], "email")
+    try:
+        time.sleep(3 * sample_config.rights.poll_s)
+        emailed = list(live_tailor.score_users(by_purchases[:3], channel="email"))
+        assert [a.code for a in emailed] == [0, grpc.StatusCode.FAILED_PRECONDITION.value[0], 0]
+        assert "opted out of email" in emailed[1].message and not emailed[1].items
+    finally:
+        rights.set_opted_out([by_purchases[1]], "email", False)
     code, details = status_of(lambda: list(live_tailor.score_users(segment="nobody-is-here")))
     assert code == grpc.StatusCode.NOT_FOUND and details.startswith("segment:")
     code, details = status_of(lambda: list(live_tailor.score_users([by_purchases[0]], segment=segment)))
