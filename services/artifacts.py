@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -216,14 +218,16 @@ class Artifacts:
         return np.load(self.file("user_vectors"), mmap_mode="r")
 
     @cached_property
-    def owned_recent_first(self) -> dict[str, tuple[str, ...]]:
+    def owned_recent_first(self) -> Mapping[str, tuple[str, ...]]:
         purchases = pd.read_parquet(self.file("purchases"), columns=["user_id", "item_id", "last_at"])
         purchases = purchases.sort_values(["user_id", "last_at", "item_id"], ascending=[True, False, True])
-        return {user: tuple(group) for user, group in purchases.groupby("user_id", sort=False)["item_id"]}
+        items = purchases["item_id"]
+        return ShopperRows(purchases["user_id"], lambda rows: tuple(items.iloc[rows]))
 
     @cached_property
-    def owned(self) -> dict[str, frozenset[str]]:
-        return {user: frozenset(items) for user, items in self.owned_recent_first.items()}
+    def owned(self) -> Mapping[str, frozenset[str]]:
+        recent_first = self.owned_recent_first
+        return ShopperRows(recent_first.users, lambda rows: frozenset(recent_first.make(rows)), like=recent_first)
 
     @cached_property
     def history(self) -> ShopHistory:
@@ -292,9 +296,10 @@ class Artifacts:
         return BasketRules.from_table(pd.read_parquet(self.file("rules")), len(self.items), self.manifest["config"]["insights"]["rules_per_item"])
 
     @cached_property
-    def propensity_reasons(self) -> dict[str, pd.DataFrame]:
+    def propensity_reasons(self) -> Mapping[str, pd.DataFrame]:
         reasons = pd.read_parquet(self.file("propensity_reasons"))
-        return {user: group.sort_values("rank") for user, group in reasons.groupby("user_id", sort=False)}
+        reasons = reasons.sort_values(["user_id", "rank"], kind="stable")
+        return ShopperRows(reasons["user_id"], lambda rows: reasons.iloc[rows])
 
     def user_index(self, user_id: str, field: str = "user_id") -> int:
         if not user_id:
@@ -314,3 +319,32 @@ class Artifacts:
 
     def owned_by(self, user_id: str) -> frozenset[str]:
         return self.owned.get(user_id, frozenset())
+
+
+class ShopperRows(Mapping):
+    """shopper id -> what `make` builds from that shopper's rows of a table sorted by shopper.
+
+    Built on lookup, not up front: a million shoppers' dict of small tuples or data frames
+    took minutes and gigabytes to make, for the few shoppers a replica is asked about."""
+
+    def __init__(self, users: pd.Series, make: Callable[[slice], Any], like: "ShopperRows | None" = None):
+        self.users, self.make = users, make
+        if like is not None:  # the same table: share its boundaries
+            self.first, self.starts, self.stops = like.first, like.starts, like.stops
+            return
+        values = users.to_numpy()
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.empty(0, np.int64)
+        self.first = pd.Index(values[starts])
+        self.starts, self.stops = starts, np.r_[starts[1:], len(values)].astype(np.int64)
+
+    def __getitem__(self, user: str) -> Any:
+        at = self.first.get_indexer([user])[0]
+        if at < 0:
+            raise KeyError(user)
+        return self.make(slice(int(self.starts[at]), int(self.stops[at])))
+
+    def __iter__(self):
+        return iter(self.first)
+
+    def __len__(self) -> int:
+        return len(self.first)

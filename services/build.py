@@ -36,6 +36,7 @@ from services.insights.signals import fit_trends, mine_rules, segment_shoppers
 from services.recommend.factors import fit_factors
 from services.recommend.ranking import train_ranker
 from services.shop_data import ShopData, load_shop_data
+from services.shopper_rights import ShopperRights, without_forgotten
 from services.recommend.vector_index import build_index
 
 # (step, done, total): lets the command line draw progress bars without the domain knowing how.
@@ -90,6 +91,11 @@ def build_from_shop_data(
     """Build and publish from data already loaded (the evaluation builds on a time split this way)."""
     started = time.perf_counter() if started is None else started
     artifacts_dir = Path(artifacts_dir)
+    # Forgotten shoppers stay forgotten, though the event log may still hold them.
+    events, forgotten = without_forgotten(shop.events, ShopperRights.from_config(config))
+    if forgotten:
+        shop.report.drop("events", "shopper forgotten (ForgetUser)", len(shop.events) - len(events))
+        shop = ShopData(shop.items, events, shop.report)
     if shop.events.empty:
         raise DataFileError(str(data), f"no usable events after cleaning; dropped: {shop.report.dropped}")
     settings = json.loads(config.model_dump_json(include={"index", "profile", "embedding", "ranking", "insights"}))
@@ -127,7 +133,14 @@ def build_from_shop_data(
     segments = stages.run("segment shoppers", lambda: segment_shoppers(activity, config, currency))
     propensity = stages.run(
         "purchase propensity",
-        lambda: purchase_propensity(events, as_of, insights.propensity_horizon_days, seed=insights.seed, currency=currency),
+        lambda: purchase_propensity(
+            events,
+            as_of,
+            insights.propensity_horizon_days,
+            seed=insights.seed,
+            currency=currency,
+            fit_max_shoppers=insights.fit_max_shoppers,
+        ),
     )
     trends = stages.run("market trends", lambda: fit_trends(events, items, categories.item_category, as_of, config))
     rules = stages.run("basket rules", lambda: mine_rules(events, items, config))
@@ -205,6 +218,16 @@ def build_from_shop_data(
         "propensity": propensity.report(),
         "trends": trends.report(),
         "rules": rules.report(),
+        # Stages that learned from a seeded sample of the shoppers (above *.fit_max_shoppers).
+        "sampling": {
+            name: sampled
+            for name, sampled in (
+                ("segment shoppers", segments.sampling),
+                ("purchase propensity", propensity.sampling),
+                ("train ranker", trained.sampling),
+            )
+            if sampled
+        },
         "stages": stages.seconds,
         "config": settings,
         "versions": versions(),

@@ -108,7 +108,7 @@ class InsightsConfig(BaseModel):
     # Above this many shoppers, segments' K-means and the propensity model are fitted on a
     # seeded sample of this many and applied to every shopper (the manifest's "sampling" says
     # so): a million shoppers fit no better than a hundred thousand, and took minutes more.
-    fit_max_shoppers: int = Field(100_000, ge=1_000)
+    fit_max_shoppers: int = Field(100_000, ge=100)
     seed: int = 0
 
 
@@ -140,7 +140,7 @@ class RankingConfig(BaseModel):
     num_leaves: int = Field(31, ge=2)
     # Above this many shoppers with a purchase after the internal cut, the ranker learns from a
     # seeded sample of this many: each shopper's candidates are gathered one by one, as serving does.
-    fit_max_shoppers: int = Field(20_000, ge=100)
+    fit_max_shoppers: int = Field(20_000, ge=10)
     # Implicit ALS behind the "als" candidate source (implicit's recipe: BM25-weighted counts).
     als_factors: int = Field(64, ge=2)
     als_regularization: float = Field(0.05, ge=0)

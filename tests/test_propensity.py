@@ -88,6 +88,21 @@ def test_each_shopper_is_explained_by_their_own_top_three_features(habits_propen
     assert recency["phrase"].tolist() == phrases("recency_days", recency["value"].to_numpy(), "")
 
 
+def test_above_fit_max_shoppers_the_model_learns_from_a_sample_and_scores_everyone(habits_propensity):
+    whole, as_of = habits_propensity
+    assert whole.sampling == {}
+    events, _ = habits_log()
+    sampled = purchase_propensity(events, as_of, min_shoppers=100, min_class=10, fit_max_shoppers=250)
+    held_out = whole.model.shoppers  # the shoppers seen before the held-out window's cut
+    assert sampled.sampling == {"fitted_on_shoppers": 250, "of": held_out}
+    assert sampled.method == "lightgbm"
+    assert sampled.probability.index.equals(whole.probability.index)
+    assert sampled.model.shoppers == held_out  # judged on the whole held-out window
+    assert sampled.model.auc > sampled.baseline.auc
+    again = purchase_propensity(events, as_of, min_shoppers=100, min_class=10, fit_max_shoppers=250)
+    pd.testing.assert_series_equal(again.probability, sampled.probability)
+
+
 def test_only_events_before_as_of_are_read(sample_events):
     cut = pd.Timestamp("2011-11-01")
     settings = {"min_shoppers": 20, "min_class": 5}

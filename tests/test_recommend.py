@@ -126,6 +126,19 @@ def test_the_learned_ranker_reports_validation_and_importances(learned):
     assert 0 < report["candidate_recall"] <= 1
 
 
+def test_above_fit_max_shoppers_the_ranker_learns_from_a_sample_and_says_so(learned, sample_artifacts, sample_config, sample_events):
+    assert learned.sampling == {}
+    labelled = learned.report["labelled_shoppers"]
+    ranking = sample_config.ranking.model_copy(update={"min_training_shoppers": 5, "fit_max_shoppers": labelled - 3})
+    config = sample_config.model_copy(update={"ranking": ranking})
+    trained = train_ranker(
+        sample_events, sample_artifacts.items, np.asarray(sample_artifacts.item_vectors), sample_artifacts.index, config
+    )
+    assert trained.sampling == {"fitted_on_shoppers": labelled - 3, "of": labelled}
+    assert trained.report["labelled_shoppers"] == labelled
+    assert trained.report["training_rows"] < learned.report["training_rows"]
+
+
 # --- the owned-item rule ---------------------------------------------------------------------
 
 

@@ -101,6 +101,19 @@ def test_assign_places_shoppers_the_fit_never_saw(sample_activity):
     assert set(assigned) <= set(segments.table["segment_id"])
 
 
+def test_above_fit_max_shoppers_k_means_fits_a_sample_and_places_everyone(sample_activity):
+    whole = fit_segments(sample_activity, seed=3)
+    assert whole.sampling == {}
+    assert fit_segments(sample_activity, seed=3, fit_max_shoppers=len(sample_activity)).segment_id.equals(whole.segment_id)
+    sampled = fit_segments(sample_activity, seed=3, fit_max_shoppers=30)
+    assert sampled.sampling == {"fitted_on_shoppers": 30, "of": len(sample_activity)}
+    assert sampled.segment_id.index.equals(sample_activity.index)
+    assert set(sampled.segment_id) <= set(sampled.table["segment_id"])
+    assert sampled.assign(sample_activity).equals(sampled.segment_id)
+    assert sampled.map_2d.notna().all().all()
+    assert fit_segments(sample_activity, seed=3, fit_max_shoppers=30).segment_id.equals(sampled.segment_id)
+
+
 def test_names_follow_what_the_shoppers_do():
     events, as_of, kind = crafted_events()
     activity = shopper_activity(events, as_of)

@@ -38,7 +38,7 @@ everyone ("base rate"); with no labelled window at all (no event before T−h), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -118,6 +118,8 @@ class Propensity:
     baseline: HeldOut | None       # the recency-only baseline from the same windows
     rounds: int                    # boosting rounds (0: no LightGBM)
     windows: pd.DataFrame          # window (train/held_out/served), cut, label_end, shoppers, positives
+    # Set when the models learned from a sample of each window: {"fitted_on_shoppers": n, "of": all}.
+    sampling: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         return {
@@ -159,13 +161,16 @@ def purchase_propensity(
     num_leaves: int = 7,
     learning_rate: float = 0.05,
     num_threads: int = 1,
+    fit_max_shoppers: int | None = None,
 ) -> Propensity:
     """Propensity to buy within `horizon_days` after `as_of`, for every shopper with an event
     before `as_of`, from the events before `as_of` only.
 
     horizon_days and seed are InsightsConfig's propensity_horizon_days and seed; `currency`
     (ISO code) only formats the phrases. One thread by default: LightGBM on a few thousand
-    rows is quick on one core, and its OpenMP threads spun 20× slower on a busy shared one."""
+    rows is quick on one core, and its OpenMP threads spun 20× slower on a busy shared one.
+    Above `fit_max_shoppers` shoppers in a window, the models learn from a seeded sample of
+    that many; they are still scored on the whole held-out window and score every shopper."""
     if horizon_days <= 0:
         raise InvalidArgument("horizon_days", f"must be positive, got {horizon_days}")
     as_of = pd.Timestamp(as_of)
@@ -215,9 +220,13 @@ def purchase_propensity(
         "num_threads": num_threads,
         "verbose": -1,
     }
-    rounds = boosting_rounds(params, train_x, train_y)
-    evaluated = lgb.train(params, lgb.Dataset(train_x, train_y), num_boost_round=rounds)
-    served = lgb.train(params, lgb.Dataset(held_x, held_y), num_boost_round=rounds)
+    rng = np.random.default_rng(seed)
+    (fit_train_x, fit_train_y), (fit_held_x, fit_held_y) = (
+        fit_sample(x, y, fit_max_shoppers, rng) for x, y in ((train_x, train_y), (held_x, held_y))
+    )
+    rounds = boosting_rounds(params, fit_train_x, fit_train_y)
+    evaluated = lgb.train(params, lgb.Dataset(fit_train_x, fit_train_y), num_boost_round=rounds)
+    served = lgb.train(params, lgb.Dataset(fit_held_x, fit_held_y), num_boost_round=rounds)
     contrib = served.predict(served_x, pred_contrib=True)  # per feature, then the bias: log-odds
     gain = served.feature_importance("gain")
     importance = pd.DataFrame({"feature": list(FEATURES), "gain": gain, "share": gain / max(gain.sum(), 1e-12)})
@@ -229,8 +238,19 @@ def purchase_propensity(
         importance=importance.sort_values("gain", ascending=False, kind="stable").reset_index(drop=True),
         model=held_out_scores(evaluated.predict(held_x), held_y),
         rounds=rounds,
+        sampling={} if len(fit_held_y) == len(held_y) else {"fitted_on_shoppers": len(fit_held_y), "of": len(held_y)},
         **common,
     )
+
+
+def fit_sample(
+    features: pd.DataFrame, labels: np.ndarray, limit: int | None, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most `limit` shoppers of a window, drawn without replacement, kept in their order."""
+    if limit is None or len(labels) <= limit:
+        return features, labels
+    rows = np.sort(rng.choice(len(labels), size=limit, replace=False))
+    return features.iloc[rows], labels[rows]
 
 
 def two_classes(labels: np.ndarray) -> bool:
@@ -297,8 +317,8 @@ def basket_table(events: pd.DataFrame) -> pd.DataFrame:
     bought = positive_events(events)
     lines = pd.DataFrame(
         {
-            "user_id": bought["user_id"].to_numpy(),
-            "basket": baskets_of(bought).to_numpy(),
+            "user_id": bought["user_id"].array,  # as in shopper_activity: no Python string per event
+            "basket": baskets_of(bought).array,
             "t": bought["timestamp"].to_numpy(),
             "spend": bought["quantity"].fillna(1.0).to_numpy() * np.nan_to_num(bought["price"].to_numpy(np.float64, na_value=np.nan)),
         }
@@ -409,9 +429,13 @@ def top_contributions(features: pd.DataFrame, contrib: np.ndarray, names: list[s
             "contribution": contrib[rows, columns],
         }
     )
-    table["phrase"] = ""
+    # Filled as one array and set once: writing into the string column feature by feature
+    # copied all of it each time (minutes at a million shoppers).
+    phrase = np.empty(len(table), dtype=object)
+    values = table["value"].to_numpy()
     for feature, positions in table.groupby("feature").indices.items():
-        table.iloc[positions, table.columns.get_loc("phrase")] = phrases(feature, table["value"].to_numpy()[positions], currency)
+        phrase[positions] = phrases(feature, values[positions], currency)
+    table["phrase"] = phrase.astype(str) if len(table) else ""
     return table
 
 

@@ -28,7 +28,7 @@ segment ids are not (they follow the archetype order within one fit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -154,6 +154,8 @@ class Segments:
     log_scale: np.ndarray
     cluster_centers: np.ndarray    # [clusters, features], standardised
     cluster_segment: np.ndarray    # K-means cluster -> segment_id (merges map several to one)
+    # Set when K-means and the map were fitted on a sample: {"fitted_on_shoppers": n, "of": all}.
+    sampling: dict = field(default_factory=dict)
 
     def assign(self, activity: pd.DataFrame) -> pd.Series:
         """Segment ids of the shoppers of an activity table (new shoppers included): the
@@ -225,11 +227,13 @@ def fit_segments(
     segment_min_share: float = 0.02,
     seed: int = 0,
     currency: str = "",
+    fit_max_shoppers: int | None = None,
 ) -> Segments:
     """Segment the shoppers of `activity` (insights.activity.shopper_activity, one row per shopper).
 
     The settings are InsightsConfig's fields of the same names; `currency` (ISO code, e.g.
-    "GBP") only formats the descriptions."""
+    "GBP") only formats the descriptions. Above `fit_max_shoppers` shoppers, K-means and the
+    2-D map are fitted on a seeded sample of that many and every shopper is then assigned."""
     k_min, k_max, min_share = segments_min, segments_max, segment_min_share
     if k_min < 1 or k_max < k_min:
         raise InvalidArgument("segments_max", f"need 1 <= segments_min <= segments_max, got {k_min} and {k_max}")
@@ -253,6 +257,10 @@ def fit_segments(
     distinct = len(np.unique(standard, axis=0)) if len(features) else 1
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, segment_sample), replace=False))
+    # Drawn after the silhouette sample, so a shop under the limit draws exactly what it did.
+    fit_rows = None
+    if fit_max_shoppers is not None and n > fit_max_shoppers:
+        fit_rows = np.sort(rng.choice(n, size=fit_max_shoppers, replace=False))
     candidates = [k for k in range(k_min, k_max + 1) if k <= distinct]
     if not candidates and distinct >= 2:
         candidates = [distinct]  # fewer distinct shoppers than k_min: one cluster each
@@ -262,15 +270,19 @@ def fit_segments(
         # One thread: a few features × thousands of shoppers is quick on one core, while
         # OpenMP's spinning threads ran 20-40× slower on a shared, busy 2-core machine.
         with threadpool_limits(limits=1):
-            kmeans = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(standard)
-            labels = kmeans.labels_
+            if fit_rows is None:
+                kmeans = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(standard)
+                labels = kmeans.labels_
+            else:
+                kmeans = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(standard[fit_rows])
+                labels = kmeans.predict(standard)
             sample_labels = labels[sample]
             defined = 2 <= len(np.unique(sample_labels)) <= len(sample) - 1
             silhouette = float(silhouette_score(standard[sample], sample_labels)) if defined else np.nan
         smallest = np.bincount(labels, minlength=k).min() / n
-        trials.append((k, silhouette, smallest, smallest >= min_share, kmeans))
+        trials.append((k, silhouette, smallest, smallest >= min_share, kmeans, labels))
     silhouettes = pd.DataFrame(
-        [(k, s, m, e) for k, s, m, e, _ in trials], columns=["k", "silhouette", "smallest_share", "eligible"]
+        [(k, s, m, e) for k, s, m, e, _, _ in trials], columns=["k", "silhouette", "smallest_share", "eligible"]
     )
 
     if not trials:
@@ -280,7 +292,7 @@ def fit_segments(
         eligible = [t for t in trials if t[3]] or trials
         # Best silhouette; an undefined one ranks last; ties go to the smaller k.
         best = max(eligible, key=lambda t: (-np.inf if np.isnan(t[1]) else t[1], -t[0]))
-        chosen_k, centers, labels = best[0], best[4].cluster_centers_, best[4].labels_.astype(np.int64)
+        chosen_k, centers, labels = best[0], best[4].cluster_centers_, best[5].astype(np.int64)
         note = f"k={chosen_k} by silhouette among eligible k"
         if not best[3]:
             note = f"no k in [{k_min}, {k_max}] keeps every segment at {min_share:.0%} or more: k={chosen_k} by silhouette"
@@ -302,7 +314,10 @@ def fit_segments(
     components = min(2, standard.shape[1], n)
     projected = np.zeros((n, 2))
     if components:
-        projected[:, :components] = PCA(n_components=components, random_state=seed).fit_transform(standard)
+        pca = PCA(n_components=components, random_state=seed)
+        projected[:, :components] = (
+            pca.fit_transform(standard) if fit_rows is None else pca.fit(standard[fit_rows]).transform(standard)
+        )
     return Segments(
         segment_id=pd.Series(renumber[merged_labels], index=activity.index, name="segment_id").reindex(
             all_shoppers, fill_value=UNSEEN_SEGMENT
@@ -318,6 +333,7 @@ def fit_segments(
         log_scale=np.where(log_scale > 0, log_scale, 1.0),
         cluster_centers=np.asarray(centers, dtype=np.float64),
         cluster_segment=renumber[cluster_segment],
+        sampling={} if fit_rows is None else {"fitted_on_shoppers": len(fit_rows), "of": n},
     )
 
 

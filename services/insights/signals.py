@@ -94,7 +94,9 @@ def signals_at(
     before = events[events["timestamp"] < as_of]
     activity = shopper_activity(before, as_of, user_ids)
     segments = segment_shoppers(activity, config)
-    propensity = purchase_propensity(before, as_of, insights.propensity_horizon_days, seed=insights.seed)
+    propensity = purchase_propensity(
+        before, as_of, insights.propensity_horizon_days, seed=insights.seed, fit_max_shoppers=insights.fit_max_shoppers
+    )
     trends = fit_trends(before, items, item_category, as_of, config)
     rules = mine_rules(before, items, config)
     return ShopSignals.from_analyses(item_category, user_ids, segments, propensity, trends, rules)
@@ -110,6 +112,7 @@ def segment_shoppers(activity: pd.DataFrame, config: TailorConfig, currency: str
         segment_min_share=insights.segment_min_share,
         seed=insights.seed,
         currency=currency,
+        fit_max_shoppers=insights.fit_max_shoppers,
     )
 
 
