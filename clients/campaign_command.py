@@ -75,7 +75,9 @@ def campaign_command(
     except TailorError as error:
         fail(str(error))
     show_summary(summary, out)
-    if webhook and not dry_run:
+    if webhook and dry_run:
+        console.print("a dry run: nothing delivered to the webhook")
+    elif webhook:
         deliver_to(webhook, out, settings)
 
 

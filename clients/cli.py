@@ -31,6 +31,7 @@ def _register_command_groups() -> None:
     """Commands that live in modules of their own (imported lazily inside, so --help stays fast)."""
     from clients.audit_command import audit_command
     from clients.campaign_command import campaign_command, opt_out_command
+    from clients.rights_command import forget_command, personalization_command
     from clients.kube import kube_app
     from clients.loadtest import loadtest_command, loadtest_requests_command
 
@@ -40,6 +41,8 @@ def _register_command_groups() -> None:
     app.command("audit")(audit_command)
     app.command("campaign")(campaign_command)
     app.command("opt-out")(opt_out_command)
+    app.command("forget")(forget_command)
+    app.command("personalization")(personalization_command)
 
 
 _register_command_groups()

@@ -193,3 +193,17 @@ def test_personalization_off_gives_popular_lists_and_plain_copy_and_survives_a_r
     finally:
         live_tailor.set_personalization(user, True)
     assert live_tailor.recommend(user, k=5, skip_copy=True).personalized
+
+
+def test_the_command_line_reaches_the_rights_rpcs(live_tailor, sample_config, by_purchases):
+    user = by_purchases[4]
+    address = f"127.0.0.1:{sample_config.serving.grpc_port}"
+    off = tailor(sample_config, "personalization", "--user", user, "--off", "--address", address)
+    assert "personalization off" in off.stdout
+    assert not live_tailor.recommend(user, k=3, skip_copy=True).personalized
+    tailor(sample_config, "personalization", "--user", user, "--on", "--address", address)
+    assert live_tailor.recommend(user, k=3, skip_copy=True).personalized
+    both = tailor(sample_config, "personalization", "--user", user, "--address", address, check=False)
+    assert both.returncode == 2 and "--off or --on" in both.stderr
+    unknown = tailor(sample_config, "forget", "--user", "x" * 500, "--address", address, check=False)
+    assert unknown.returncode == 1 and "INVALID_ARGUMENT" in unknown.stderr
