@@ -30,7 +30,7 @@ from services.artifacts import current_build_dir
 from services.campaigns.outbox import OUTCOMES, register_outbox
 from services.campaigns.plan import SHOPPERS_FILE, CampaignSettings, chunk_bounds, select_shoppers
 from services.config import TailorConfig
-from services.errors import InvalidArgument
+from services.errors import DataFileError, InvalidArgument
 from services.shopper_rights import ShopperRights
 
 SUMMARY_FILE = "summary.json"
@@ -178,7 +178,7 @@ def summarise(outbox: Path, settings: CampaignSettings, count: int) -> dict:
             counts[json.loads(line)["outcome"]] += 1
             logged += 1
     if logged != count:
-        raise RuntimeError(f"the delivery log holds {logged} shoppers, the campaign asked for {count}: an outbox file was changed or lost")
+        raise DataFileError(str(Path(outbox) / "log"), f"holds {logged} shoppers, the campaign asked for {count}: an outbox file was changed or lost")
     return {
         "campaign_id": settings.campaign_id,
         "build_id": settings.build_id,
