@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from services.artifacts import current_build_dir
+from services.artifacts import Artifacts, current_build_dir
 from services.campaigns.outbox import OUTCOMES, register_outbox
 from services.campaigns.plan import SHOPPERS_FILE, CampaignSettings, chunk_bounds, select_shoppers
 from services.config import TailorConfig
@@ -48,8 +48,6 @@ def prepare(settings: CampaignSettings, outbox: Path, config: TailorConfig, attr
         if differ:
             raise InvalidArgument("--out", f"{outbox} holds another campaign (it differs in {', '.join(differ)}); give a new folder")
         return existing
-    from services.artifacts import Artifacts
-
     artifacts = Artifacts(Path(settings.artifacts) / "builds" / settings.build_id, config.index)
     shoppers = select_shoppers(artifacts.users, settings.selection, attributes)
     rights = ShopperRights.from_config(config)

@@ -123,7 +123,10 @@ class ChunkScorer:
         send_after = np.where(open_rows, decisions.send_after, None)
 
         messages = [i for i in range(n) if outcome[i] in ("sent", "scheduled")]
-        rows = [self.message(i, user_ids[i], shoppers.iloc[i], ranked[i], bool(personalized[i]), send_after[i], timezones[i]) for i in messages]
+        # A dry run decides and logs; it builds no message.
+        rows = [] if settings.dry_run else [
+            self.message(user_ids[i], shoppers.iloc[i], ranked[i], bool(personalized[i]), send_after[i], timezones[i]) for i in messages
+        ]
         if self.writer is not None and rows:
             asyncio.run(self.write_copy(rows))
         log = [
@@ -138,7 +141,7 @@ class ChunkScorer:
             }
             for i in range(n)
         ]
-        write_chunk(self.outbox, chunk, rows if not settings.dry_run else [], log, dry_run=settings.dry_run)
+        write_chunk(self.outbox, chunk, rows, log, dry_run=settings.dry_run)
         if not settings.dry_run:
             sends = [(keys[i], send_after[i]) for i in messages]
             self.contacts.record(settings.campaign_id, settings.channel, sends)
@@ -147,7 +150,7 @@ class ChunkScorer:
         counts = Counter(outcome.tolist())
         return ChunkResult(chunk, n, {o: int(counts.get(o, 0)) for o in OUTCOMES}, (datetime.now() - started).total_seconds())
 
-    def message(self, i: int, user_id: str, shopper, ranked: list[RankedItem], personalized: bool, send_after, timezone: str) -> dict:
+    def message(self, user_id: str, shopper, ranked: list[RankedItem], personalized: bool, send_after, timezone: str) -> dict:
         """The channel-ready message: the headline item at the price this shopper is offered."""
         settings, rule = self.settings, self.rule
         tier = str(shopper.get("loyalty_tier", "") or "")
