@@ -819,8 +819,8 @@ class Bench:
         capacity = self.out.get("recommend", {}).get("capacity", {}).get("capacity_rps") or a.fallback_capacity
         noop = self.out.get("noop", {}).get("capacity", {}).get("capacity_rps")
         low = round(max(5.0, 0.3 * capacity), 1)
-        # Serve adds a Marketing replica when a replica holds more than target_ongoing_requests
-        # (8) on average: only past saturation, when requests queue. So the high level is the
+        # Serve adds a Marketing replica when its replicas hold more than target_ongoing_requests
+        # each on average: only past saturation, when requests queue. So the high level is the
         # overload's rate, and at least twice the most OK answers per second any Recommend step
         # got (a p99-bound capacity measured on a busy machine understates the throughput).
         recommend = self.out.get("recommend", {})
@@ -831,7 +831,10 @@ class Bench:
         if a.ramp:
             schedule = self.loadtest.parse_ramp(a.ramp)
         self.log(f"Autoscaling: ramp on Recommend {' -> '.join(f'{r:g}/s for {s:g} s' for r, s in schedule)}, then {a.ramp_tail_s:g} s idle")
-        waited = self.wait_for_marketing(1, a.downscale_wait_s)
+        from serving.app import deployment_settings
+
+        fewest = deployment_settings()["Marketing"].get("autoscaling_config", {}).get("min_replicas", 1)
+        waited = self.wait_for_marketing(fewest, a.downscale_wait_s)
         self.log(f"  before the ramp: Marketing {waited['marketing']} (waited {waited['waited_s']:g} s)")
         sampler = ReplicaSampler()
         sampler.start()

