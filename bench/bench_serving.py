@@ -46,11 +46,13 @@ Phases (--phases; durations full run / --quick):
   same titles in this process at the server's batch size (embedding.batch_size), with torch's
   default threads and with 1 (what Ray gives an Embedder replica of 0.1 CPU: OMP_NUM_THREADS=1).
   Ratio = served / the better in-process figure (bar >= 0.9).
-* ramp: autoscaling. Recommend at 0.3 x capacity, then the overload's rate (at least twice the
-  most OK/s any Recommend step got, so requests queue), then 0.3 x capacity, 90 s (40 s; --ramp to choose), then an idle tail of 30 s (20 s),
-  sampling the replica states serve.status() reports once a second in a thread; a timeline per
-  second (offered, OK/s, p99, Marketing replicas). Starts once Marketing is back at one replica
-  (serve_config.yaml: upscale delay 3 s, downscale delay 20 s, target 8 ongoing per replica).
+* ramp: autoscaling, on the deployment serve_config.yaml lets scale here: Marketing driven by
+  Recommend when its min_replicas < max_replicas, else the Ranker driven by Rank calls (100
+  drawn items each, through the ingress). 0.3 x Recommend's capacity, then the overload's rate
+  (at least twice the most OK/s any Recommend step got, so requests queue), then 0.3 x capacity,
+  90 s (40 s; --ramp to choose), then an idle tail of 30 s (20 s), sampling the replica states
+  serve.status() reports once a second in a thread; a timeline per second (offered, OK/s, p99,
+  the watched deployment's replicas). Starts once that deployment is back at min_replicas.
 * words (--model-words): Generate with copywriting.model_words true. A second application
   "copywords" (CopyWriter + its own Feedback, same build, a second vLLM engine) is deployed beside
   Tailor, called at 0.5, 1 and 2 requests/s (20 s / 10 s each, 30 s deadline, stopping at the first
@@ -457,7 +459,7 @@ class Bench:
         self.used: Counter = Counter()  # requests sent so far, per request list
         self.out: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
-        self.rpcs = {name: loadtest.find_rpc(name) for name in ("Recommend", "Embed", "Generate")}
+        self.rpcs = {name: loadtest.find_rpc(name) for name in ("Recommend", "Rank", "Embed", "Generate")}
         self.lists: dict[str, list] = {}
 
     def log(self, text: str) -> None:
@@ -476,6 +478,11 @@ class Bench:
             n = len(self.build.users)
             self.lists["recommend"] = self.messages("Recommend", self.loadtest.recommend_requests(self.build, n, seed=0, skip_copy=True))
         return self.lists["recommend"]
+
+    def rank_list(self) -> list:
+        if "rank" not in self.lists:
+            self.lists["rank"] = self.messages("Rank", self.loadtest.rank_requests(self.build, len(self.build.users), seed=0))
+        return self.lists["rank"]
 
     def embed_list(self, size: int) -> list:
         key = f"embed{size}"
@@ -801,17 +808,17 @@ class Bench:
         }
         del embedder
 
-    def wait_for_marketing(self, replicas: int, timeout_s: float) -> dict:
+    def wait_for_replicas(self, deployment: str, replicas: int, timeout_s: float) -> dict:
         app = self.config.serving.app_name
         started = time.monotonic()
         states = replica_states()
         while time.monotonic() - started < timeout_s:
-            marketing = states.get(app, {}).get("Marketing", {})
-            if marketing.get("RUNNING") == replicas and sum(marketing.values()) == replicas:
+            counts = states.get(app, {}).get(deployment, {})
+            if counts.get("RUNNING") == replicas and sum(counts.values()) == replicas:
                 break
             time.sleep(1.0)
             states = replica_states()
-        return {"waited_s": round(time.monotonic() - started, 1), "marketing": states.get(app, {}).get("Marketing", {})}
+        return {"waited_s": round(time.monotonic() - started, 1), "replicas": states.get(app, {}).get(deployment, {})}
 
     def phase_ramp(self) -> None:
         a = self.args
@@ -830,16 +837,23 @@ class Bench:
         schedule = [(low, 5.0), (high, 15.0), (low, 20.0)] if a.quick else [(low, 20.0), (high, 35.0), (low, 35.0)]
         if a.ramp:
             schedule = self.loadtest.parse_ramp(a.ramp)
-        self.log(f"Autoscaling: ramp on Recommend {' -> '.join(f'{r:g}/s for {s:g} s' for r, s in schedule)}, then {a.ramp_tail_s:g} s idle")
         from serving.app import deployment_settings
 
-        fewest = deployment_settings()["Marketing"].get("autoscaling_config", {}).get("min_replicas", 1)
-        waited = self.wait_for_marketing(fewest, a.downscale_wait_s)
-        self.log(f"  before the ramp: Marketing {waited['marketing']} (waited {waited['waited_s']:g} s)")
+        def bounds(name: str) -> tuple[int, int]:
+            scaling = deployment_settings().get(name, {}).get("autoscaling_config", {})
+            return scaling.get("min_replicas", 1), scaling.get("max_replicas", 1)
+
+        # Marketing is held at a fixed count on a machine too small for more (serve_config.yaml);
+        # then the Ranker shows the same autoscaling, its Rank calls queueing behind the ingress.
+        watched = "Marketing" if bounds("Marketing")[1] > bounds("Marketing")[0] else "Ranker"
+        rpc, key, requests = ("Recommend", "recommend", self.recommend_list()) if watched == "Marketing" else ("Rank", "rank", self.rank_list())
+        self.log(f"Autoscaling: ramp on {rpc} ({watched}) {' -> '.join(f'{r:g}/s for {s:g} s' for r, s in schedule)}, then {a.ramp_tail_s:g} s idle")
+        waited = self.wait_for_replicas(watched, bounds(watched)[0], a.downscale_wait_s)
+        self.log(f"  before the ramp: {watched} {waited['replicas']} (waited {waited['waited_s']:g} s)")
         sampler = ReplicaSampler()
         sampler.start()
         try:
-            record = self.step("ramp", "recommend", "Recommend", app, self.recommend_list(), schedule)
+            record = self.step("ramp", key, rpc, app, requests, schedule)
             time.sleep(a.ramp_tail_s)
         finally:
             sampler.stop()
@@ -855,11 +869,11 @@ class Bench:
             states = per_second.get(t, last_states)
             last_states = states
             line = timeline.get(t, {})
-            marketing = states.get(app, {}).get("Marketing", {}) if isinstance(states, dict) else {}
+            replicas = states.get(app, {}).get(watched, {}) if isinstance(states, dict) else {}
             others = {
                 name: counts.get("RUNNING", 0)
                 for name, counts in (states.get(app, {}) if isinstance(states, dict) else {}).items()
-                if name != "Marketing" and counts.get("RUNNING", 0) != 1
+                if name != watched and counts.get("RUNNING", 0) != bounds(name)[0]
             }
             rows.append(
                 {
@@ -868,27 +882,30 @@ class Bench:
                     "ok": line.get("ok"),
                     "errors": line.get("errors_by_code"),
                     "p99_ms": line.get("p99_ms"),
-                    "marketing": marketing,
-                    "other_deployments_not_at_1": others,
+                    "replicas": replicas,
+                    "others_not_at_min": others,
                 }
             )
-        running_counts = [r["marketing"].get("RUNNING", 0) for r in rows if r["marketing"]]
+        running_counts = [r["replicas"].get("RUNNING", 0) for r in rows if r["replicas"]]
         peak = max(running_counts, default=0)
         peak_at = running_counts.index(peak) if running_counts else 0
         self.out["autoscaling"] = {
+            "deployment": watched,
+            "rpc": rpc,
+            "min_max_replicas": list(bounds(watched)),
             "schedule": [list(s) for s in schedule],
             "tail_s": a.ramp_tail_s,
             "before": waited,
             "sampling": "serve.status() once a second in a thread of this process",
             "status_call_ms": {"p50": pct([d for _, d, _ in sampler.samples], 50), "max": pct([d for _, d, _ in sampler.samples], 100)},
-            "marketing_running_start": running_counts[0] if running_counts else None,
-            "marketing_running_peak": peak,
-            "marketing_running_end": running_counts[-1] if running_counts else None,
+            "running_start": running_counts[0] if running_counts else None,
+            "running_peak": peak,
+            "running_end": running_counts[-1] if running_counts else None,
             "scaled_up_then_down": bool(running_counts) and peak > running_counts[0] and running_counts[-1] < peak and peak_at < len(running_counts) - 1,
             "timeline": rows,
             "step": record,
         }
-        self.log(f"  Marketing RUNNING replicas: start {running_counts[0] if running_counts else None}, peak {peak}, end {running_counts[-1] if running_counts else None}")
+        self.log(f"  {watched} RUNNING replicas: start {running_counts[0] if running_counts else None}, peak {peak}, end {running_counts[-1] if running_counts else None}")
 
     def phase_words(self) -> None:
         """Generate with model_words true, as a second application beside Tailor."""
@@ -1022,12 +1039,12 @@ def report(console, out: dict, errors: dict) -> None:
 
     scaling = out.get("autoscaling")
     if scaling:
-        table = Table(title="Autoscaling: ramp on Recommend (replicas from serve.status(), once a second)")
-        for column in ("t s", "offered", "OK/s", "errors", "p99 ms", "Marketing", "others not at 1"):
+        table = Table(title=f"Autoscaling: ramp on {scaling['rpc']} (replicas from serve.status(), once a second)")
+        for column in ("t s", "offered", "OK/s", "errors", "p99 ms", scaling["deployment"], "others not at min"):
             table.add_column(column, justify="right")
         for row in scaling["timeline"]:
-            marketing = row["marketing"]
-            text = str(marketing.get("RUNNING", 0)) + "".join(f" +{count} {state.lower()}" for state, count in marketing.items() if state != "RUNNING")
+            replicas = row["replicas"]
+            text = str(replicas.get("RUNNING", 0)) + "".join(f" +{count} {state.lower()}" for state, count in replicas.items() if state != "RUNNING")
             table.add_row(
                 str(row["t"]),
                 "" if row["offered"] is None else str(row["offered"]),
@@ -1035,11 +1052,11 @@ def report(console, out: dict, errors: dict) -> None:
                 codes_text(row["errors"]) if row["errors"] else "",
                 fmt_ms(row["p99_ms"]) if row["p99_ms"] is not None else "",
                 text,
-                ", ".join(f"{k} {v}" for k, v in row["other_deployments_not_at_1"].items()),
+                ", ".join(f"{k} {v}" for k, v in row["others_not_at_min"].items()),
             )
         console.print(table)
         console.print(
-            f"Marketing RUNNING: start {scaling['marketing_running_start']}, peak {scaling['marketing_running_peak']}, end {scaling['marketing_running_end']}; "
+            f"{scaling['deployment']} RUNNING: start {scaling['running_start']}, peak {scaling['running_peak']}, end {scaling['running_end']}; "
             f"up then down: {scaling['scaled_up_then_down']}; serve.status() took p50 {fmt_ms(scaling['status_call_ms']['p50'])} ms"
         )
 

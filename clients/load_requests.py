@@ -1,5 +1,6 @@
 """Request lists for load tests, made from a published build: Recommend for every shopper in
-turn with a mix of k and filters, Embed of product titles (`tailor loadtest-requests`,
+turn with a mix of k and filters, Rank of drawn items for every shopper in turn, Embed of
+product titles (`tailor loadtest-requests`,
 bench/bench_serving.py, bench/bench_flow.py). The run itself is clients/loadtest.py."""
 
 from __future__ import annotations
@@ -66,5 +67,27 @@ def embed_requests(artifacts, texts_per_request: int, n: int, seed: int = 0) -> 
     titles = titles[np.random.default_rng(seed).permutation(len(titles))]
     return [
         {"texts": [str(titles[(i * texts_per_request + j) % len(titles)]) for j in range(texts_per_request)]}
+        for i in range(n)
+    ]
+
+
+def rank_requests(artifacts, n: int, candidates: int = 100, seed: int = 0) -> list[dict]:
+    """n RankRequests: each shopper in turn (one seeded shuffle, cycled), `candidates` catalog
+    items drawn without replacement for each, k from 5 to 50."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    user_ids = artifacts.users["user_id"].astype(str).to_numpy()
+    item_ids = artifacts.items["item_id"].astype(str).to_numpy()
+    if not len(user_ids) or not len(item_ids):
+        raise LoadTestError("the build has no shoppers or no items")
+    user_ids = user_ids[rng.permutation(len(user_ids))]
+    size = min(candidates, len(item_ids))
+    return [
+        {
+            "user_id": str(user_ids[i % len(user_ids)]),
+            "item_ids": [str(x) for x in item_ids[rng.choice(len(item_ids), size, replace=False)]],
+            "k": int(rng.integers(K_RANGE[0], K_RANGE[1] + 1)),
+        }
         for i in range(n)
     ]

@@ -38,7 +38,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from clients.load_requests import LoadTestError, embed_requests, recommend_requests
+from clients.load_requests import LoadTestError, embed_requests, rank_requests, recommend_requests
 
 if TYPE_CHECKING:
     import numpy as np
@@ -703,7 +703,7 @@ def loadtest_command(
 
 def loadtest_requests_command(
     out: Path = typer.Option(..., "--out", help="JSON Lines file to write, for `tailor loadtest --requests`."),
-    rpc: str = typer.Option("Recommend", "--rpc", help="Recommend or Embed."),
+    rpc: str = typer.Option("Recommend", "--rpc", help="Recommend, Rank or Embed."),
     n: int = typer.Option(5000, "--n", help="Number of requests."),
     texts: int = typer.Option(8, "--texts", help="Embed: product titles per request (e.g. 1, 8, 64)."),
     with_copy: bool = typer.Option(False, "--with-copy", help="Recommend: ask for copy too (default skip_copy, products only)."),
@@ -722,13 +722,15 @@ def loadtest_requests_command(
         found = find_rpc(rpc)
     except LoadTestError as error:
         fail(str(error))
-    if found.method not in ("Recommend", "Embed"):
-        fail(f"request files can be made for Recommend and Embed, not {found.method}")
+    if found.method not in ("Recommend", "Rank", "Embed"):
+        fail(f"request files can be made for Recommend, Rank and Embed, not {found.method}")
     try:
         settings = load_config(config, artifacts_dir=artifacts.resolve() if artifacts else None)
         build = Artifacts.open(settings.artifacts_dir, settings.index)
         if found.method == "Recommend":
             requests = recommend_requests(build, n, seed, skip_copy=not with_copy)
+        elif found.method == "Rank":
+            requests = rank_requests(build, n, seed=seed)
         else:
             requests = embed_requests(build, texts, n, seed)
     except (TailorError, LoadTestError, FileNotFoundError, ValueError) as error:

@@ -281,7 +281,7 @@ class RightsConfig(BaseModel):
     # by a salted hash of the shopper id; outside builds, honoured by every build and replica.
     path: Path = Path("state/shopper_rights.sqlite")
     salt_path: Path = Path("state/shopper_salt")
-    # How often a replica re-reads them (ForgetUser must reach every replica within a second).
+    # How often an idle replica re-reads them (a request reads the change counter itself first).
     poll_s: float = Field(0.25, gt=0)
 
 

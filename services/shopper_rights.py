@@ -173,8 +173,9 @@ class ShopperRights:
 
 
 class RightsView:
-    """A replica's copy of the rights, re-read within `poll_s` of any change (a daemon thread
-    watches the change counter); `on_change` runs after each re-read, to drop caches."""
+    """A replica's copy of the rights, re-read when a request finds the change counter moved
+    (check) and within `poll_s` of any change otherwise (a daemon thread watches the counter, so
+    caches are dropped even while no request comes); `on_change` runs after each re-read."""
 
     def __init__(self, rights: ShopperRights, poll_s: float, on_change: Callable[[RightsSnapshot], None] | None = None):
         self.rights = rights
@@ -202,8 +203,21 @@ class RightsView:
     def forgotten(self, user_id: str) -> bool:
         return bool(user_id) and self.rights.key(user_id) in self.current.forgotten
 
+    def fresh(self) -> RightsSnapshot:
+        """The rights as committed now: one indexed read of the change counter, and a re-read
+        when it moved. So the next request to any replica honours a change another replica or
+        the command line has just made, not only the next poll."""
+        try:
+            if self.rights.version() != self.current.version:
+                return self.refresh()
+        except sqlite3.Error:
+            pass  # a busy or briefly locked file: the poll reads it
+        return self.current
+
     def check(self, user_id: str, field_name: str = "user_id") -> None:
-        """NOT_FOUND for a forgotten shopper, whatever else the request asks (cold start too)."""
+        """NOT_FOUND for a forgotten shopper, whatever else the request asks (cold start too).
+        Every request about a shopper passes here first, so the rights it reads are fresh."""
+        self.fresh()
         if self.forgotten(user_id):
             raise NotFound(field_name, f"no user {excerpt(user_id)}")
 

@@ -31,6 +31,7 @@ from clients.loadtest import (
     loadtest_requests_command,
     parse_ramp,
     read_requests,
+    rank_requests,
     recommend_requests,
     run_load,
     start_offsets,
@@ -295,6 +296,18 @@ def test_recommend_requests_cover_every_shopper_with_a_mix_of_filters(tmp_path):
 
     embeds = embed_requests(build, 8, 10)
     assert len(embeds) == 10 and all(len(request["texts"]) == 8 for request in embeds)
+
+
+def test_rank_requests_draw_distinct_items_for_every_shopper():
+    build = stand_in_build()
+    requests = rank_requests(build, 80, candidates=12)
+    assert requests == rank_requests(build, 80, candidates=12) and requests != rank_requests(build, 80, candidates=12, seed=1)
+    assert sorted(r["user_id"] for r in requests[:40]) == sorted(build.users["user_id"])
+    for request in requests:
+        assert len(set(request["item_ids"])) == 12 and set(request["item_ids"]) <= set(build.items["item_id"])
+        assert 5 <= request["k"] <= 50
+        ParseDict(request, ranking_pb2.RankRequest())
+    assert all(len(r["item_ids"]) == 30 for r in rank_requests(build, 3, candidates=100))  # no more than the catalogue
 
 
 def test_loadtest_requests_without_a_build_says_so(tmp_path):

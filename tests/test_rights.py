@@ -207,3 +207,24 @@ def test_the_command_line_reaches_the_rights_rpcs(live_tailor, sample_config, by
     assert both.returncode == 2 and "--off or --on" in both.stderr
     unknown = tailor(sample_config, "forget", "--user", "x" * 500, "--address", address, check=False)
     assert unknown.returncode == 1 and "INVALID_ARGUMENT" in unknown.stderr
+
+
+def test_a_replica_honours_a_change_another_made_on_its_very_next_request(tmp_path):
+    # Two replicas' views of one store; neither polls within the test (poll_s 1 hour).
+    from services.errors import NotFound
+    from services.shopper_rights import RightsView, ShopperRights
+
+    one = RightsView(ShopperRights(tmp_path / "rights.sqlite", tmp_path / "salt"), poll_s=3600)
+    other = RightsView(ShopperRights(tmp_path / "rights.sqlite", tmp_path / "salt"), poll_s=3600)
+    try:
+        other.check("12345")
+        assert other.personalized("12345")
+        one.rights.set_personalized("12345", False)
+        other.check("12345")
+        assert not other.personalized("12345")
+        one.rights.forget("12345")
+        with pytest.raises(NotFound):
+            other.check("12345")
+    finally:
+        one.stop()
+        other.stop()
