@@ -24,7 +24,7 @@ WARMUP = 50
 
 
 def mixed_queries(artifacts, n: int | None, seed: int = 0) -> list:
-    """The load generator's Recommend requests (clients/loadtest.py, recommend_requests: every
+    """The load generator's Recommend requests (clients/load_requests.py, recommend_requests: every
     shopper in turn, k 5..50, filters mixed) as the flow's queries, so this in-process figure is
     for the requests a load test sends. n None: one per shopper."""
     from clients.load_requests import recommend_requests

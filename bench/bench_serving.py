@@ -27,7 +27,7 @@ Phases (--phases; durations full run / --quick):
   fails (a first step that fails halves down instead), then bisect twice (once); steps 15 s (5 s),
   a settle pause between steps, a 2 s deadline per call. Each step continues through its request
   list where the last one stopped, so no request repeats until the list is used up.
-  Recommend requests: every shopper of the build in turn (loadtest.recommend_requests: k 5-50,
+  Recommend requests: every shopper of the build in turn (load_requests.recommend_requests: k 5-50,
   filters mixed, skip_copy). Then Recommend / do-nothing (the ratio); Recommend at a steady 50/s for
   30 s (10 s): p50 / p99; overload: min(2 x capacity, 0.9 x do-nothing capacity) for 60 s (15 s)
   and at once 10 s at half the capacity (recovery), one schedule. Reported: OK answers per second as
@@ -36,7 +36,7 @@ Phases (--phases; durations full run / --quick):
 * direct (--throughput-optimized only): capacity of the do-nothing app and Recommend through their
   ingress replica's own gRPC port (direct ingress), bypassing the proxy.
 * embed, generate: the same capacity search (steps 10 s / 5 s) and overload (30 s / 10 s) for Embed
-  (8 product titles a request, loadtest.embed_requests) and Generate (CopyService.Generate, push,
+  (8 product titles a request, load_requests.embed_requests) and Generate (CopyService.Generate, push,
   English, one variant; with the shipped copywriting.model_words false, templates without the LLM).
   Generate requests: --generate-shoppers shoppers' Recommend answers (k 10, over gRPC before the
   phase): each shopper's headline item first, then each one's second item, and so on.
@@ -446,7 +446,7 @@ class ReplicaSampler(threading.Thread):
 
 class Bench:
     def __init__(self, args, console, target: str, config, build):
-        from clients import loadtest
+        from clients import load_requests, loadtest
 
         self.args = args
         self.console = console
@@ -455,6 +455,7 @@ class Bench:
         self.config = config
         self.build = build
         self.loadtest = loadtest
+        self.load_requests = load_requests
         self.Run = _install_recording_run()
         self.used: Counter = Counter()  # requests sent so far, per request list
         self.out: dict[str, Any] = {}
@@ -476,19 +477,19 @@ class Bench:
     def recommend_list(self) -> list:
         if "recommend" not in self.lists:
             n = len(self.build.users)
-            self.lists["recommend"] = self.messages("Recommend", self.loadtest.recommend_requests(self.build, n, seed=0, skip_copy=True))
+            self.lists["recommend"] = self.messages("Recommend", self.load_requests.recommend_requests(self.build, n, seed=0, skip_copy=True))
         return self.lists["recommend"]
 
     def rank_list(self) -> list:
         if "rank" not in self.lists:
-            self.lists["rank"] = self.messages("Rank", self.loadtest.rank_requests(self.build, len(self.build.users), seed=0))
+            self.lists["rank"] = self.messages("Rank", self.load_requests.rank_requests(self.build, len(self.build.users), seed=0))
         return self.lists["rank"]
 
     def embed_list(self, size: int) -> list:
         key = f"embed{size}"
         if key not in self.lists:
             n = max(64, math.ceil(4 * len(self.build.items) / size))
-            self.lists[key] = self.messages("Embed", self.loadtest.embed_requests(self.build, size, n, seed=0))
+            self.lists[key] = self.messages("Embed", self.load_requests.embed_requests(self.build, size, n, seed=0))
         return self.lists[key]
 
     def generate_list(self) -> list:

@@ -33,7 +33,7 @@ def _register_command_groups() -> None:
     from clients.evaluation_commands import copy_eval_command, evaluate_command
     from clients.rights_command import forget_command, personalization_command
     from clients.kube import kube_app
-    from clients.loadtest import loadtest_command, loadtest_requests_command
+    from clients.loadtest_command import loadtest_command, loadtest_requests_command
 
     app.add_typer(kube_app, name="k8s")
     app.command("loadtest")(loadtest_command)

@@ -22,20 +22,9 @@ from typer.testing import CliRunner
 
 import typer
 
-from clients.loadtest import (
-    LoadTestError,
-    embed_requests,
-    find_rpc,
-    load,
-    loadtest_command,
-    loadtest_requests_command,
-    parse_ramp,
-    read_requests,
-    rank_requests,
-    recommend_requests,
-    run_load,
-    start_offsets,
-)
+from clients.load_requests import LoadTestError, embed_requests, rank_requests, recommend_requests
+from clients.loadtest import find_rpc, load, parse_ramp, read_requests, run_load, start_offsets
+from clients.loadtest_command import loadtest_command, loadtest_requests_command
 from tailor.v1 import common_pb2, copy_pb2, copy_pb2_grpc, marketing_pb2, marketing_pb2_grpc, ranking_pb2
 
 # Registered as clients/cli.py registers them.
