@@ -840,8 +840,10 @@ class Bench:
             schedule = self.loadtest.parse_ramp(a.ramp)
         from serving.app import deployment_settings
 
+        settings = deployment_settings()
+
         def bounds(name: str) -> tuple[int, int]:
-            scaling = deployment_settings().get(name, {}).get("autoscaling_config", {})
+            scaling = settings.get(name, {}).get("autoscaling_config", {})
             return scaling.get("min_replicas", 1), scaling.get("max_replicas", 1)
 
         # Marketing is held at a fixed count on a machine too small for more (serve_config.yaml);
