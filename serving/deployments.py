@@ -4,6 +4,7 @@ gRPC status codes (only the ingress holds the gRPC context)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import numpy as np
@@ -31,6 +32,9 @@ from tailor.v1 import common_pb2, copy_pb2, embedding_pb2, ranking_pb2, retrieva
 class Embedder:
     def __init__(self, config: dict):
         self.config = TailorConfig(**config)
+        import torch
+
+        torch.set_num_threads(self.config.embedding.cpu_threads or len(os.sched_getaffinity(0)))
         self.embedder = TextEmbedder(self.config)
 
     async def Embed(self, request: embedding_pb2.EmbedRequest) -> embedding_pb2.EmbedResponse:
