@@ -36,7 +36,8 @@ Phases (--phases; durations full run / --quick):
 * direct (--throughput-optimized only): capacity of the do-nothing app and Recommend through their
   ingress replica's own gRPC port (direct ingress), bypassing the proxy.
 * embed, generate: the same capacity search (steps 10 s / 5 s) and overload (30 s / 10 s) for Embed
-  (8 product titles a request, load_requests.embed_requests) and Generate (CopyService.Generate, push,
+  (8 product titles a request, load_requests.embed_requests; capacity at p99 < 300 ms, the
+  model's forward pass alone taking ~50 ms) and Generate (CopyService.Generate, push,
   English, one variant; with the shipped copywriting.model_words false, templates without the LLM).
   Generate requests: --generate-shoppers shoppers' Recommend answers (k 10, over gRPC before the
   phase): each shopper's headline item first, then each one's second item, and so on.
@@ -44,13 +45,14 @@ Phases (--phases; durations full run / --quick):
   concurrent callers (each sends its next request when its last one is answered; a refusal waits
   10 ms), N stepped up (best kept), texts/s of OK answers; against TextEmbedder(config).embed on the
   same titles in this process at the server's batch size (embedding.batch_size), with torch's
-  default threads and with 1 (what Ray gives an Embedder replica of 0.1 CPU: OMP_NUM_THREADS=1).
-  Ratio = served / the better in-process figure (bar >= 0.9).
+  default threads and with 1 (Ray's OMP_NUM_THREADS=1 in a replica of under one CPU; the
+  Embedder sets its own, embedding.cpu_threads). Ratio = served / the better in-process figure
+  (bar >= 0.9).
 * ramp: autoscaling, on the deployment serve_config.yaml lets scale here: Marketing driven by
   Recommend when its min_replicas < max_replicas, else the Ranker driven by Rank calls (100
   drawn items each, through the ingress). 0.3 x Recommend's capacity, then the overload's rate
-  (at least twice the most OK/s any Recommend step got, so requests queue), then 0.3 x capacity,
-  90 s (40 s; --ramp to choose), then an idle tail of 30 s (20 s), sampling the replica states
+  (at least twice the most OK/s any Recommend step got, so requests queue; for Rank calls,
+  Recommend's capacity: more than one Ranker answers), then 0.3 x capacity, 90 s (40 s; --ramp to choose), then an idle tail of 30 s (20 s), sampling the replica states
   serve.status() reports once a second in a thread; a timeline per second (offered, OK/s, p99,
   the watched deployment's replicas). Starts once that deployment is back at min_replicas.
 * words (--model-words): Generate with copywriting.model_words true. A second application
@@ -100,6 +102,9 @@ from typing import Any, Optional
 from serving.local_cluster import free_ports
 
 P99_BAR_MS = 100.0
+# An Embed of 8 titles is a forward pass of ~50 ms on this CPU before any queueing (in-process,
+# two threads), so its capacity is taken at a p99 bound that leaves room for batching.
+EMBED_P99_MS = 300.0
 OK_BAR = 0.99
 OVERLOAD_BAR = 0.9
 EMBED_BAR = 0.9
@@ -561,9 +566,9 @@ class Bench:
             record["replicas_after"] = {"error": str(error)[:200]}
         return record
 
-    def passes(self, record: dict) -> bool:
+    def passes(self, record: dict, p99_ms: float = P99_BAR_MS) -> bool:
         p99 = record["p99_ms"]
-        return record["ok_share"] >= OK_BAR and p99 is not None and p99 < P99_BAR_MS
+        return record["ok_share"] >= OK_BAR and p99 is not None and p99 < p99_ms
 
     def step_line(self, name: str, record: dict, verdict: str = "") -> None:
         result = record["result"]
@@ -578,7 +583,7 @@ class Bench:
 
     # --- capacity search ---------------------------------------------------------------------
 
-    def capacity(self, name: str, key: str, rpc: str, application: str, requests: list, step_s: Optional[float] = None) -> dict:
+    def capacity(self, name: str, key: str, rpc: str, application: str, requests: list, step_s: Optional[float] = None, p99_ms: float = P99_BAR_MS) -> dict:
         a = self.args
         step_s = step_s or a.step_s
         steps: list[dict] = []
@@ -587,7 +592,7 @@ class Bench:
 
         def run_at(rate: float) -> bool:
             record = self.step(f"{name} {rate:g}/s", key, rpc, application, requests, [(rate, step_s)])
-            ok = self.passes(record)
+            ok = self.passes(record, p99_ms)
             record["passed"] = ok
             steps.append(record)
             self.step_line(name, record, "pass" if ok else "FAIL")
@@ -623,7 +628,7 @@ class Bench:
         return {
             "capacity_rps": last_pass or 0.0,
             "first_failed_rps": first_fail,
-            "criteria": {"p99_ms_below": P99_BAR_MS, "ok_share_at_least": OK_BAR, "deadline_s": DEADLINE_S, "step_s": step_s, "settle_s": a.settle_s},
+            "criteria": {"p99_ms_below": p99_ms, "ok_share_at_least": OK_BAR, "deadline_s": DEADLINE_S, "step_s": step_s, "settle_s": a.settle_s},
             "p50_ms_at_capacity": at_capacity["p50_ms"] if at_capacity else None,
             "p99_ms_at_capacity": at_capacity["p99_ms"] if at_capacity else None,
             "steps": steps,
@@ -702,11 +707,11 @@ class Bench:
         if noop:
             self.out["ratio_recommend_to_noop"] = round(capacity / noop, 3)
 
-    def phase_rpc(self, name: str, key: str, rpc: str, requests: list) -> None:
-        self.log(name.capitalize())
+    def phase_rpc(self, name: str, key: str, rpc: str, requests: list, p99_ms: float = P99_BAR_MS) -> None:
+        self.log(name.capitalize() + ("" if p99_ms == P99_BAR_MS else f" (capacity at p99 < {p99_ms:g} ms)"))
         app = self.config.serving.app_name
         section = self.out.setdefault(name, {})
-        section["capacity"] = self.capacity(name, key, rpc, app, requests, self.args.side_step_s)
+        section["capacity"] = self.capacity(name, key, rpc, app, requests, self.args.side_step_s, p99_ms)
         capacity = section["capacity"]["capacity_rps"]
         if capacity:
             section["overload"] = self.overload(name, key, rpc, app, requests, capacity, self.args.side_overload_s)
@@ -736,7 +741,7 @@ class Bench:
                 self.via = self.target
 
     def phase_embed(self) -> None:
-        self.phase_rpc("embed", "embed8", "Embed", self.embed_list(8))
+        self.phase_rpc("embed", "embed8", "Embed", self.embed_list(8), EMBED_P99_MS)
         self.out["embed"]["texts_per_request"] = 8
 
     def phase_generate(self) -> None:
@@ -835,9 +840,6 @@ class Bench:
         steps = recommend.get("capacity", {}).get("steps", []) + [recommend[k]["step"] for k in ("steady_50", "overload") if k in recommend]
         best_ok = max((seg["ok_per_s"] for step in steps for seg in step["segments"]), default=0.0)
         high = round(max(min(2 * capacity, 0.9 * noop) if noop else 2 * capacity, 2 * best_ok, 3 * low), 1)
-        schedule = [(low, 5.0), (high, 15.0), (low, 20.0)] if a.quick else [(low, 20.0), (high, 35.0), (low, 35.0)]
-        if a.ramp:
-            schedule = self.loadtest.parse_ramp(a.ramp)
         from serving.app import deployment_settings
 
         settings = deployment_settings()
@@ -850,6 +852,14 @@ class Bench:
         # then the Ranker shows the same autoscaling, its Rank calls queueing behind the ingress.
         watched = "Marketing" if bounds("Marketing")[1] > bounds("Marketing")[0] else "Ranker"
         rpc, key, requests = ("Recommend", "recommend", self.recommend_list()) if watched == "Marketing" else ("Rank", "rank", self.rank_list())
+        if watched == "Ranker":
+            # A Rank call (100 items) costs the Ranker more than a Recommend costs its replica:
+            # at Recommend's capacity Rank calls queue at one Ranker (about 35/s here), and the
+            # proxy, carrying less than its do-nothing rate, is not what refuses them.
+            high = round(max(capacity, 3 * low), 1)
+        schedule = [(low, 5.0), (high, 15.0), (low, 20.0)] if a.quick else [(low, 20.0), (high, 35.0), (low, 35.0)]
+        if a.ramp:
+            schedule = self.loadtest.parse_ramp(a.ramp)
         self.log(f"Autoscaling: ramp on {rpc} ({watched}) {' -> '.join(f'{r:g}/s for {s:g} s' for r, s in schedule)}, then {a.ramp_tail_s:g} s idle")
         waited = self.wait_for_replicas(watched, bounds(watched)[0], a.downscale_wait_s)
         self.log(f"  before the ramp: {watched} {waited['replicas']} (waited {waited['waited_s']:g} s)")
@@ -973,7 +983,7 @@ def report(console, out: dict, errors: dict) -> None:
     mode = out["mode"]
     console.print(f"\n[bold]Tailor through Ray Serve's gRPC proxy[/] — mode: [bold]{mode}[/], {out['machine']['cpus']} CPUs, build {out['build']['build_id']}")
 
-    table = Table(title=f"Capacity: highest offered rate with p99 < {P99_BAR_MS:g} ms and >= {OK_BAR:.0%} OK")
+    table = Table(title=f"Capacity: highest offered rate with p99 < {P99_BAR_MS:g} ms (Embed: {EMBED_P99_MS:g} ms) and >= {OK_BAR:.0%} OK")
     for column in ("target", "capacity /s", "p50 / p99 at capacity, ms", "steps (rate: pass ✓ / fail ✗)", "Marketing replicas"):
         table.add_column(column)
     rows = [(name if name != "noop" else "do-nothing", out.get(name, {}).get("capacity")) for name in ("noop", "recommend", "embed", "generate")]
@@ -1079,9 +1089,8 @@ def bars_of(out: dict) -> dict[str, bool]:
     if steady.get("p99_ms") is not None:
         bars["recommend_p99_le_30ms_at_50_per_s"] = steady["p99_ms"] <= 30.0
     for name in ("recommend", "embed", "generate"):
-        over = out.get(name, {}).get("overload")
-        if over:
-            bars[f"{name}_overload_ok_ge_{OVERLOAD_BAR:g}_of_capacity"] = over["meets_bar"]
+        if name in out:  # the phase ran; no overload step means no capacity was found: not met
+            bars[f"{name}_overload_ok_ge_{OVERLOAD_BAR:g}_of_capacity"] = bool(out[name].get("overload", {}).get("meets_bar"))
     for size, met in out.get("embed_throughput", {}).get("meets_bar", {}).items():
         bars[f"embed_x{size}_throughput_ratio_ge_{EMBED_BAR:g}"] = met
     return bars
