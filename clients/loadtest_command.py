@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from clients.load_requests import LoadTestError, embed_requests, rank_requests, recommend_requests
-from clients.loadtest import APPLICATION, TARGET, LoadResult, check_schedule, find_rpc, parse_ramp, read_requests, run_load, write_requests
+from clients.load_result import LoadResult
+from clients.loadtest import APPLICATION, TARGET, check_schedule, find_rpc, parse_ramp, read_requests, run_load, write_requests
 
 err = Console(stderr=True)
 console = Console()

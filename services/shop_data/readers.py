@@ -28,14 +28,15 @@ def _open_text(path: Path, errors: str = "strict"):
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
-def _bad_utf8(field: str) -> str | None:
-    """'byte 0xe9 at position 5' (0-based byte offset in the field) if the field holds a byte
-    that is not valid UTF-8, else None."""
-    m = _UNDECODABLE.search(field)
-    if m is None:
-        return None
-    pos = len(field[: m.start()].encode("utf-8", "surrogateescape"))
-    return f"byte 0x{ord(m.group()) - 0xDC00:02x} at position {pos}"
+def _first_bad_utf8(fields: list[str]) -> tuple[int, str] | None:
+    """(index of the field, 'byte 0xe9 at position 5') for the first field that holds a byte
+    that is not valid UTF-8 (0-based byte offset in the field), else None."""
+    for i, field in enumerate(fields):
+        m = _UNDECODABLE.search(field)
+        if m is not None:
+            pos = len(field[: m.start()].encode("utf-8", "surrogateescape"))
+            return i, f"byte 0x{ord(m.group()) - 0xDC00:02x} at position {pos}"
+    return None
 
 
 def _csv_header(path: Path) -> tuple[list[str], int]:
@@ -50,13 +51,9 @@ def _csv_header(path: Path) -> tuple[list[str], int]:
             reader = csv.reader(fh)
             for rec in reader:
                 if rec:
-                    for i, name in enumerate(rec):
-                        bad = _bad_utf8(name)
-                        if bad:
-                            raise DataFileError(
-                                str(path),
-                                f"the header row is not valid UTF-8 text ({bad} of column name {i + 1})",
-                            )
+                    if found := _first_bad_utf8(rec):
+                        i, bad = found
+                        raise DataFileError(str(path), f"the header row is not valid UTF-8 text ({bad} of column name {i + 1})")
                     return [c.strip() for c in rec], reader.line_num
     except (OSError, csv.Error, EOFError) as e:
         raise DataFileError(str(path), f"cannot read the CSV header: {e}") from None
@@ -112,15 +109,9 @@ def _raise_first_bad_csv_row(path: Path, header: list[str], header_lines: int, e
                 if not rec or reader.line_num <= header_lines:  # blank line, or header (and above)
                     continue
                 row += 1
-                for i, value in enumerate(rec):
-                    bad = _bad_utf8(value)
-                    if bad:
-                        raise DataFileError(
-                            str(path),
-                            f"not valid UTF-8 text ({bad} of the field)",
-                            row=row,
-                            column=header[i] if i < len(header) else None,
-                        )
+                if found := _first_bad_utf8(rec):
+                    i, bad = found
+                    raise DataFileError(str(path), f"not valid UTF-8 text ({bad} of the field)", row=row, column=header[i] if i < len(header) else None)
                 if len(rec) != len(header):
                     column = header[len(rec)] if len(rec) < len(header) else None
                     raise DataFileError(
